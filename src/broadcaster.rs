@@ -1,0 +1,576 @@
+//! Broadcaster: the one thread that writes to client sockets once their handshake is done.
+//!
+//! Owns the set of connected clients: each one's write side (a shared `TcpStream`), its name
+//! and room, and its unsent bytes. Client readers report what happened over one channel of
+//! [`Event`]s; the broadcaster decides who gets what, encodes each event once, and writes the
+//! same bytes to every recipient with non-blocking `send(2)`. It never reads a socket and never
+//! blocks on one: a client that stops reading only grows its own backlog until it is dropped.
+//!
+//! Being the only writer is what keeps frames whole: Pong replies and the Close handshake
+//! also reach the broadcaster as bytes from the readers, so no two threads ever write to one
+//! socket and bytes of two frames can never interleave.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, ErrorKind};
+use std::mem;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use log::{debug, info, log_enabled, warn, Level};
+use tungstenite::Utf8Bytes;
+
+use crate::config::Config;
+use crate::protocol::{self, close_code, ChatEvent, Encoder, Opcode};
+
+/// Identifies one accepted connection for its whole life; never reused.
+pub(crate) type ConnId = u64;
+
+/// Index of a client in the broadcaster's table.
+type Slot = usize;
+
+/// While any client has a backlog, the broadcaster wakes at least this often to retry it.
+const BACKLOG_RETRY_MS: u64 = 5;
+/// Events handled before writing: enough to put many frames into one `send` under load
+/// (corking), few enough that the first of them is not held back long.
+const MAX_EVENTS_PER_ROUND: usize = 1024;
+/// A client's outgoing buffer keeps its capacity between rounds up to this size; a burst
+/// that grew it further gives the memory back once sent.
+const KEEP_OUT_CAPACITY_BYTES: usize = 64 * 1024;
+
+/// What the client readers (and the server's stop handle) tell the broadcaster.
+pub(crate) enum Event {
+    /// A handshake finished. Always a reader's first event.
+    Join(Join),
+    /// A chat message from a chat client.
+    Text { id: ConnId, text: Utf8Bytes },
+    /// Complete frames for this client alone (echo replies, Pong), written as they are.
+    Send { id: ConnId, bytes: Vec<u8> },
+    /// A Close frame for this client: the last bytes it gets, then its write side is closed.
+    Close { id: ConnId, bytes: Vec<u8> },
+    /// A notice for one client, e.g. that its message was dropped by the rate limit.
+    Notice {
+        id: ConnId,
+        code: &'static str,
+        text: String,
+    },
+    /// The reader has finished: the connection is over. Always a reader's last event.
+    Leave { id: ConnId, reason: String },
+    /// Close every client with 1001, give them the grace period, then return.
+    Shutdown,
+}
+
+/// A connection that finished its handshake.
+pub(crate) struct Join {
+    pub id: ConnId,
+    pub stream: Arc<TcpStream>,
+    pub peer: SocketAddr,
+    pub endpoint: Endpoint,
+}
+
+/// What a connection is, as far as the broadcaster cares.
+pub(crate) enum Endpoint {
+    /// A chat client, with the name it asked for (unchecked).
+    Chat { requested_name: Option<String> },
+    /// `/echo` or `/scream`: gets only the frames its reader sends.
+    Echo,
+}
+
+/// One connected client, as the broadcaster sees it.
+struct Client {
+    id: ConnId,
+    stream: Arc<TcpStream>,
+    fd: RawFd,
+    peer: SocketAddr,
+    /// Set for chat clients while they are in the room.
+    name: Option<Arc<str>>,
+    /// Bytes to send; `out[written..]` is still unsent.
+    out: Vec<u8>,
+    written: usize,
+    /// When the client's unsent bytes stopped fitting into its socket.
+    backlog_since: Option<Instant>,
+    max_backlog_bytes: usize,
+    /// A Close frame is queued: nothing may follow it.
+    closing: bool,
+    /// The write side is shut (after the Close frame went out).
+    write_closed: bool,
+    /// Listed in `Broadcaster::pending`.
+    queued: bool,
+    /// Set once the backlog limit is passed: dropped at the next flush.
+    overflowed: bool,
+}
+
+impl Client {
+    fn unsent(&self) -> usize {
+        self.out.len() - self.written
+    }
+
+    /// Writes as much of the unsent bytes as the socket takes without blocking.
+    /// `Ok(true)` when nothing is left.
+    fn write_pending(&mut self) -> io::Result<bool> {
+        while self.written < self.out.len() {
+            let rest = &self.out[self.written..];
+            match send_nonblocking(self.fd, rest) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    if n < rest.len() {
+                        break; // the socket buffer is full; trying again now would only fail
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.written == self.out.len() {
+            self.out.clear();
+            self.written = 0;
+            if self.out.capacity() > KEEP_OUT_CAPACITY_BYTES {
+                self.out = Vec::new();
+            }
+            Ok(true)
+        } else {
+            if self.written > self.out.len() / 2 {
+                self.out.drain(..self.written);
+                self.written = 0;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// `send(2)` that never blocks (MSG_DONTWAIT) and never raises SIGPIPE (MSG_NOSIGNAL), on a
+/// socket the reader keeps in blocking mode.
+fn send_nonblocking(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes, and `fd` belongs to a TcpStream that the
+    // caller keeps alive (the client's Arc) for the duration of the call.
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the `time` field.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The chat room: who is in it, and which names are taken.
+#[derive(Default)]
+struct Room {
+    members: Vec<Slot>,
+    /// Lower-cased names in use: names are unique regardless of case.
+    names: HashSet<String>,
+}
+
+/// The broadcaster's state. See the module comment.
+pub(crate) struct Broadcaster {
+    config: Arc<Config>,
+    clients: Vec<Option<Client>>,
+    free: Vec<Slot>,
+    by_id: HashMap<ConnId, Slot>,
+    room: Room,
+    /// Clients with unsent bytes.
+    pending: Vec<Slot>,
+    encoder: Encoder,
+    /// One encoded event, shared by all its recipients.
+    frame: Vec<u8>,
+    ping_frame: Vec<u8>,
+    next_ping: Instant,
+    /// Next number for an automatic `userN` name.
+    next_user_number: u64,
+    /// Set by `Event::Shutdown`: when the broadcaster stops waiting for clients to leave.
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Broadcaster {
+    pub(crate) fn new(config: Arc<Config>) -> Self {
+        let mut ping_frame = Vec::new();
+        protocol::encode_frame(&mut ping_frame, Opcode::Ping, b"");
+        Broadcaster {
+            next_ping: Instant::now() + config.ping_interval,
+            config,
+            clients: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            room: Room::default(),
+            pending: Vec::new(),
+            encoder: Encoder::new(),
+            frame: Vec::new(),
+            ping_frame,
+            next_user_number: 1,
+            shutdown_deadline: None,
+        }
+    }
+
+    /// Runs until a shutdown has finished or every event sender is gone.
+    pub(crate) fn run(mut self, events: Receiver<Event>) {
+        loop {
+            let now = Instant::now();
+            let mut wake = if self.pending.is_empty() {
+                self.next_ping
+            } else {
+                now + Duration::from_millis(BACKLOG_RETRY_MS)
+            };
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.clients.iter().all(Option::is_none) || now >= deadline {
+                    break;
+                }
+                wake = wake.min(deadline);
+            }
+            match events.recv_deadline(wake) {
+                Ok(event) => {
+                    self.handle(event);
+                    // Take whatever else is queued before writing, so that one send per client
+                    // carries all the frames of this round.
+                    for event in events.try_iter().take(MAX_EVENTS_PER_ROUND - 1) {
+                        self.handle(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= self.next_ping {
+                self.ping_all();
+                self.next_ping = now + self.config.ping_interval;
+            }
+            self.flush(now);
+        }
+        self.cut_all();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Join(join) => self.join(join),
+            Event::Text { id, text } => self.text(id, &text),
+            Event::Send { id, bytes } => {
+                if let Some(&slot) = self.by_id.get(&id) {
+                    queue(&mut self.clients, &mut self.pending, slot, &bytes);
+                }
+            }
+            Event::Close { id, bytes } => self.close(id, &bytes),
+            Event::Notice { id, code, text } => {
+                if let Some(&slot) = self.by_id.get(&id) {
+                    self.notice(slot, code, &text);
+                }
+            }
+            Event::Leave { id, reason } => self.leave(id, &reason),
+            Event::Shutdown => self.shutdown(),
+        }
+    }
+
+    fn join(&mut self, join: Join) {
+        let Join {
+            id,
+            stream,
+            peer,
+            endpoint,
+        } = join;
+        let max_backlog_bytes = match endpoint {
+            Endpoint::Chat { .. } => self.config.max_backlog_bytes,
+            Endpoint::Echo => self.config.echo_max_backlog_bytes,
+        };
+        let client = Client {
+            id,
+            fd: stream.as_raw_fd(),
+            stream,
+            peer,
+            name: None,
+            out: Vec::new(),
+            written: 0,
+            backlog_since: None,
+            max_backlog_bytes,
+            closing: false,
+            write_closed: false,
+            queued: false,
+            overflowed: false,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.clients[slot] = Some(client);
+                slot
+            }
+            None => {
+                self.clients.push(Some(client));
+                self.clients.len() - 1
+            }
+        };
+        self.by_id.insert(id, slot);
+
+        if self.shutdown_deadline.is_some() {
+            self.close_slot(slot, close_code::GOING_AWAY, "server shutting down");
+            return;
+        }
+        let Endpoint::Chat { requested_name } = endpoint else {
+            info!("#{id} {peer} connected to an echo endpoint");
+            return;
+        };
+        let (name, notice) = self.pick_name(requested_name.as_deref());
+        let name: Arc<str> = name.into();
+        self.room.names.insert(name.to_lowercase());
+        self.room.members.push(slot);
+        if let Some(c) = self.clients[slot].as_mut() {
+            c.name = Some(name.clone());
+        }
+        info!("#{id} {peer} joined the chat as {name:?}");
+        self.broadcast(&ChatEvent::Enter { name: &name });
+        if let Some((code, text)) = notice {
+            self.notice(slot, code, &text);
+        }
+    }
+
+    /// The name a newcomer gets, and the notice to send when it is not the one it asked for.
+    fn pick_name(&mut self, requested: Option<&str>) -> (String, Option<(&'static str, String)>) {
+        let names = &self.room.names;
+        let taken = |n: &str| names.contains(&n.to_lowercase());
+        if let Some(wanted) = requested.and_then(protocol::clean_name) {
+            let name = protocol::unique_name(wanted, taken);
+            let notice = (name != wanted).then(|| {
+                let text = format!("The name {wanted} is taken: you are {name}.");
+                ("name-taken", text)
+            });
+            return (name, notice);
+        }
+        let name = loop {
+            let candidate = format!("user{}", self.next_user_number);
+            self.next_user_number += 1;
+            if !taken(&candidate) {
+                break candidate;
+            }
+        };
+        let notice = requested.map(|_| {
+            let text = format!(
+                "That name is not allowed (1 to {} characters, no control characters): you are {name}.",
+                protocol::MAX_NAME_CHARS
+            );
+            ("name-invalid", text)
+        });
+        (name, notice)
+    }
+
+    fn text(&mut self, id: ConnId, text: &str) {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
+        };
+        let Some(name) = self.clients[slot].as_ref().and_then(|c| c.name.clone()) else {
+            return; // not in the room (closing, or not a chat client)
+        };
+        if text.is_empty() {
+            self.notice(slot, "empty-message", "Empty messages are not sent.");
+            return;
+        }
+        self.broadcast(&ChatEvent::Message { name: &name, text });
+    }
+
+    /// Encodes `event` once and queues the same bytes for everyone in the room.
+    fn broadcast(&mut self, event: &ChatEvent<'_>) {
+        self.frame.clear();
+        self.encoder.frame(&mut self.frame, event, unix_ms());
+        if log_enabled!(Level::Debug) {
+            let n = self.room.members.len();
+            debug!("-> room ({n} clients): {}", frame_text(&self.frame));
+        }
+        for &slot in &self.room.members {
+            queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+        }
+    }
+
+    fn notice(&mut self, slot: Slot, code: &str, text: &str) {
+        self.frame.clear();
+        let event = ChatEvent::Notice { code, text };
+        self.encoder.frame(&mut self.frame, &event, unix_ms());
+        if let Some(c) = &self.clients[slot] {
+            debug!("-> #{}: {}", c.id, frame_text(&self.frame));
+        }
+        queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+    }
+
+    fn ping_all(&mut self) {
+        for slot in 0..self.clients.len() {
+            queue(&mut self.clients, &mut self.pending, slot, &self.ping_frame);
+        }
+    }
+
+    /// A reader's Close frame (a reply to the client's, or the server's own for an error).
+    fn close(&mut self, id: ConnId, bytes: &[u8]) {
+        if let Some(&slot) = self.by_id.get(&id) {
+            queue(&mut self.clients, &mut self.pending, slot, bytes);
+            self.start_closing(slot);
+        }
+    }
+
+    /// Queues a Close frame from the server itself.
+    fn close_slot(&mut self, slot: Slot, code: u16, reason: &str) {
+        let mut bytes = Vec::new();
+        protocol::encode_close(&mut bytes, code, reason);
+        queue(&mut self.clients, &mut self.pending, slot, &bytes);
+        self.start_closing(slot);
+    }
+
+    /// After a Close frame nothing more may be written; the client leaves the room now, so the
+    /// room hears of it without waiting for the TCP connection to end.
+    fn start_closing(&mut self, slot: Slot) {
+        if let Some(c) = self.clients[slot].as_mut() {
+            c.closing = true;
+        }
+        self.leave_room(slot);
+    }
+
+    /// Removes a chat client from the room and announces it (once).
+    fn leave_room(&mut self, slot: Slot) {
+        let Some(name) = self.clients[slot].as_mut().and_then(|c| c.name.take()) else {
+            return;
+        };
+        self.room.members.retain(|&s| s != slot);
+        self.room.names.remove(&name.to_lowercase());
+        if self.shutdown_deadline.is_none() {
+            self.broadcast(&ChatEvent::Leave { name: &name });
+        }
+    }
+
+    /// The reader is done: send what can still be sent, then forget the client.
+    fn leave(&mut self, id: ConnId, reason: &str) {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return; // already dropped by the broadcaster
+        };
+        if let Some(c) = self.clients[slot].as_mut() {
+            if c.unsent() > 0 {
+                let _ = c.write_pending();
+            }
+        }
+        self.remove(slot, reason);
+    }
+
+    /// Takes a client out of the table and the room, announces its leave, and closes its
+    /// socket both ways (which also wakes its reader if it is still reading).
+    fn remove(&mut self, slot: Slot, reason: &str) {
+        self.leave_room(slot);
+        let Some(c) = self.clients[slot].take() else {
+            return;
+        };
+        self.by_id.remove(&c.id);
+        self.free.push(slot);
+        let _ = c.stream.shutdown(Shutdown::Both);
+        info!("#{} {} disconnected: {reason}", c.id, c.peer);
+    }
+
+    /// Writes every client's unsent bytes, without blocking. Drops clients whose socket
+    /// failed, whose backlog passed its limit, or whose backlog has lasted too long.
+    fn flush(&mut self, now: Instant) {
+        let mut backlogged = Vec::new();
+        while !self.pending.is_empty() {
+            let batch = mem::take(&mut self.pending);
+            let mut dead: Vec<(Slot, String)> = Vec::new();
+            for slot in batch {
+                let Some(c) = self.clients[slot].as_mut() else {
+                    continue;
+                };
+                if !c.queued {
+                    continue; // a stale entry: this slot was already flushed this round
+                }
+                c.queued = false;
+                if c.overflowed {
+                    let why = format!("backlog over {} bytes", c.max_backlog_bytes);
+                    dead.push((slot, why));
+                    continue;
+                }
+                match c.write_pending() {
+                    Ok(true) => {
+                        c.backlog_since = None;
+                        if c.closing && !c.write_closed {
+                            c.write_closed = true;
+                            let _ = c.stream.shutdown(Shutdown::Write);
+                        }
+                    }
+                    Ok(false) => {
+                        let since = *c.backlog_since.get_or_insert(now);
+                        if now.duration_since(since) >= self.config.backlog_timeout {
+                            let why = format!(
+                                "not reading: {} bytes unsent for {:?}",
+                                c.unsent(),
+                                now.duration_since(since)
+                            );
+                            dead.push((slot, why));
+                        } else {
+                            c.queued = true;
+                            backlogged.push(slot);
+                        }
+                    }
+                    Err(e) => dead.push((slot, format!("write failed: {e}"))),
+                }
+            }
+            for (slot, why) in dead {
+                if let Some(c) = &self.clients[slot] {
+                    warn!("#{} dropped: {why}", c.id);
+                }
+                self.remove(slot, &why);
+            }
+        }
+        self.pending = backlogged;
+    }
+
+    /// Starts a graceful shutdown: every client gets Close 1001.
+    fn shutdown(&mut self) {
+        info!("shutting down: closing {} connections", self.by_id.len());
+        self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_grace);
+        for slot in 0..self.clients.len() {
+            if self.clients[slot].as_ref().is_some_and(|c| !c.closing) {
+                self.close_slot(slot, close_code::GOING_AWAY, "server shutting down");
+            }
+        }
+    }
+
+    /// Closes every socket still open (end of shutdown).
+    fn cut_all(&mut self) {
+        for slot in 0..self.clients.len() {
+            if self.clients[slot].is_some() {
+                self.remove(slot, "server stopped");
+            }
+        }
+    }
+}
+
+/// Appends `bytes` to a client's unsent bytes (unless it is closing) and lists it for the
+/// next flush.
+fn queue(clients: &mut [Option<Client>], pending: &mut Vec<Slot>, slot: Slot, bytes: &[u8]) {
+    let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) else {
+        return;
+    };
+    if c.closing || c.overflowed {
+        return;
+    }
+    if c.unsent() + bytes.len() > c.max_backlog_bytes {
+        c.overflowed = true; // dropped at the flush; keep memory bounded until then
+    } else {
+        c.out.extend_from_slice(bytes);
+    }
+    if !c.queued {
+        c.queued = true;
+        pending.push(slot);
+    }
+}
+
+/// The payload of one encoded text frame, for debug logs.
+fn frame_text(frame: &[u8]) -> String {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    };
+    String::from_utf8_lossy(frame.get(header..).unwrap_or_default()).into_owned()
+}

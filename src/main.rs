@@ -1,0 +1,202 @@
+//! The `wschat` command: parses flags (each also read from a `WSCHAT_*` environment
+//! variable), sets up logging and signals, and runs the server. Everything else is the library.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+use wschat::config::{self, Config};
+
+/// A small, fast, blocking WebSocket chat server with its own chat page.
+///
+/// Open http://localhost:3000/ in two browser tabs and chat. The page is also served to any
+/// static server from www/; the WebSocket endpoints are / (chat), /echo and /scream.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Port to listen on.
+    #[arg(long, short, env = "WSCHAT_PORT", default_value_t = config::DEFAULT_PORT)]
+    port: u16,
+
+    /// Address to bind (0.0.0.0 for every IPv4 interface, :: for IPv6, 127.0.0.1 for this
+    /// machine only).
+    #[arg(long, env = "WSCHAT_BIND", default_value_t = config::DEFAULT_BIND)]
+    bind: IpAddr,
+
+    /// Serve the page from this directory instead of the copy built into the binary.
+    #[arg(long, env = "WSCHAT_WWW", value_name = "DIR")]
+    www: Option<PathBuf>,
+
+    /// Connections held at once (chat, echo and page downloads); the next one gets HTTP 503.
+    #[arg(long, env = "WSCHAT_MAX_CLIENTS", value_name = "N", default_value_t = config::DEFAULT_MAX_CLIENTS)]
+    max_clients: usize,
+
+    /// Largest chat message in bytes; a larger one closes the connection with 1009.
+    #[arg(long, env = "WSCHAT_MAX_MESSAGE_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+
+    /// Largest /echo and /scream message in bytes (the Autobahn TestSuite sends 16 MiB).
+    #[arg(long, env = "WSCHAT_ECHO_MAX_MESSAGE_BYTES", value_name = "N", default_value_t = config::DEFAULT_ECHO_MAX_MESSAGE_BYTES)]
+    echo_max_message_bytes: usize,
+
+    /// Chat messages per second per client (token bucket); 0 turns the limit off.
+    #[arg(long, env = "WSCHAT_RATE_LIMIT", value_name = "N", default_value_t = config::DEFAULT_RATE_LIMIT_PER_SEC)]
+    rate_limit: u32,
+
+    /// Chat messages a client may send in a burst before the rate limit applies.
+    #[arg(long, env = "WSCHAT_RATE_BURST", value_name = "N", default_value_t = config::DEFAULT_RATE_BURST)]
+    rate_burst: u32,
+
+    /// A client over the rate limit for this long is disconnected with close 1008.
+    #[arg(long, env = "WSCHAT_FLOOD_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_FLOOD_TIMEOUT_SECS))]
+    flood_timeout: Secs,
+
+    /// Time a new connection has to send its request (HTTP 408 after it).
+    #[arg(long, env = "WSCHAT_HANDSHAKE_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_HANDSHAKE_TIMEOUT_SECS))]
+    handshake_timeout: Secs,
+
+    /// Largest HTTP request head in bytes (HTTP 431 above it).
+    #[arg(long, env = "WSCHAT_MAX_REQUEST_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+
+    /// Seconds between server pings; a client silent for twice this is disconnected.
+    #[arg(long, env = "WSCHAT_PING_INTERVAL", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_PING_INTERVAL_SECS))]
+    ping_interval: Secs,
+
+    /// Unsent bytes a chat client may have queued before it is dropped as stuck.
+    #[arg(long, env = "WSCHAT_MAX_BACKLOG_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_BACKLOG_BYTES)]
+    max_backlog_bytes: usize,
+
+    /// Unsent bytes an /echo client may have queued before it is dropped.
+    #[arg(long, env = "WSCHAT_ECHO_MAX_BACKLOG_BYTES", value_name = "N", default_value_t = config::DEFAULT_ECHO_MAX_BACKLOG_BYTES)]
+    echo_max_backlog_bytes: usize,
+
+    /// A client whose unsent bytes stay queued this long is dropped as stuck.
+    #[arg(long, env = "WSCHAT_BACKLOG_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_BACKLOG_TIMEOUT_SECS))]
+    backlog_timeout: Secs,
+
+    /// Allow WebSockets only from this page origin (repeatable, or comma-separated in the
+    /// environment variable). Without it any origin may connect.
+    #[arg(
+        long = "allow-origin",
+        env = "WSCHAT_ALLOW_ORIGIN",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    allow_origins: Vec<String>,
+
+    /// On shutdown, seconds clients get to answer the Close before sockets are cut.
+    #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS))]
+    shutdown_grace: Secs,
+
+    /// Log level: error, warn, info, debug (every frame in and out) or trace. Overrides
+    /// RUST_LOG.
+    #[arg(long, env = "WSCHAT_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<LevelFilter>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = cli
+        .log_level
+        .or_else(|| std::env::var("RUST_LOG").ok()?.parse().ok())
+        .unwrap_or(LevelFilter::Info);
+    simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init()
+        .expect("logger set once");
+
+    let config = Config {
+        bind: cli.bind,
+        port: cli.port,
+        www_dir: cli.www,
+        max_clients: cli.max_clients,
+        max_message_bytes: cli.max_message_bytes,
+        echo_max_message_bytes: cli.echo_max_message_bytes,
+        rate_limit_per_sec: cli.rate_limit,
+        rate_burst: cli.rate_burst,
+        flood_timeout: cli.flood_timeout.0,
+        handshake_timeout: cli.handshake_timeout.0,
+        max_request_bytes: cli.max_request_bytes,
+        ping_interval: cli.ping_interval.0,
+        max_backlog_bytes: cli.max_backlog_bytes,
+        echo_max_backlog_bytes: cli.echo_max_backlog_bytes,
+        backlog_timeout: cli.backlog_timeout.0,
+        allow_origins: cli.allow_origins,
+        shutdown_grace: cli.shutdown_grace.0,
+    };
+    if let Some(dir) = &config.www_dir {
+        if !dir.is_dir() {
+            eprintln!("wschat: --www {}: not a directory", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    let server = match wschat::Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("wschat: cannot listen on {}:{}: {e}", cli.bind, cli.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    let port = addr.port();
+    if addr.ip().is_unspecified() {
+        log::info!("open http://localhost:{port}/ (or http://<this machine's address>:{port}/)");
+    } else {
+        log::info!("open http://{addr}/");
+    }
+    log::info!("WebSocket endpoints: ws://…:{port}/ (chat), /echo, /scream");
+
+    let stop = server.stop_handle();
+    let handler = ctrlc::set_handler(move || {
+        if stop.is_stopping() {
+            eprintln!("wschat: second signal, exiting now");
+            std::process::exit(130);
+        }
+        log::info!("signal received: shutting down (again to exit at once)");
+        stop.stop();
+    });
+    if let Err(e) = handler {
+        log::warn!("cannot handle SIGINT/SIGTERM: {e}");
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wschat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A flag value in seconds, fractions allowed ("0.5"), more than zero.
+#[derive(Debug, Clone, Copy)]
+struct Secs(Duration);
+
+impl Secs {
+    fn whole(secs: u64) -> Secs {
+        Secs(Duration::from_secs(secs))
+    }
+}
+
+impl std::str::FromStr for Secs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Secs, String> {
+        let v: f64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(v > 0.0 && v < 1e9) {
+            return Err(format!("{s} must be more than 0 seconds"));
+        }
+        Ok(Secs(Duration::from_secs_f64(v)))
+    }
+}
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}

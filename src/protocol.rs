@@ -1,0 +1,403 @@
+//! Protocol: the bytes wschat puts on the wire, as pure functions.
+//!
+//! Owns the chat's JSON events (the classic `{"type","info"}` lines plus richer fields), the
+//! nickname rules, and the encoding of server frames. Touches no socket, thread or clock:
+//! callers pass the time in, and get bytes back. The broadcaster and the client readers use it.
+
+use serde::Serialize;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+/// Longest nickname, in characters (Unicode scalar values).
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// WebSocket close codes wschat sends (RFC 6455 section 7.4.1).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (shutdown) or the client went silent.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The client sent a kind of data this endpoint does not take (binary to the chat).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text message was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The client broke a policy (kept flooding past the rate limit).
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// The message was larger than the limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server hit an unexpected condition.
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// Appends one unmasked, final frame (header and payload) to `out`.
+///
+/// Server frames are never masked, so the bytes are the same for every recipient: a broadcast
+/// is encoded once and the same bytes are written to each socket.
+pub fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+    let header = FrameHeader {
+        opcode: match opcode {
+            Opcode::Text => OpCode::Data(Data::Text),
+            Opcode::Binary => OpCode::Data(Data::Binary),
+            Opcode::Close => OpCode::Control(Control::Close),
+            Opcode::Ping => OpCode::Control(Control::Ping),
+            Opcode::Pong => OpCode::Control(Control::Pong),
+        },
+        ..FrameHeader::default()
+    };
+    out.reserve(payload.len() + 10);
+    header
+        .format(payload.len() as u64, out)
+        .expect("writing to a Vec cannot fail");
+    out.extend_from_slice(payload);
+}
+
+/// Appends a Close frame with `code` and a reason (cut to fit the 125-byte control frame limit
+/// on a character boundary).
+pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    encode_frame(out, Opcode::Close, &payload);
+}
+
+/// The frame kinds the server writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    /// A UTF-8 text message.
+    Text,
+    /// A binary message.
+    Binary,
+    /// Close: the last frame of a connection.
+    Close,
+    /// Ping: the peer must answer with a Pong.
+    Ping,
+    /// Pong: the answer to a Ping.
+    Pong,
+}
+
+/// Checks a requested nickname: surrounding whitespace is trimmed, and what is left must be
+/// 1 to [`MAX_NAME_CHARS`] characters with no control characters. Returns the name to use, or
+/// `None` when the server must pick one.
+pub fn clean_name(raw: &str) -> Option<&str> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    let ok = (1..=MAX_NAME_CHARS).contains(&chars) && !name.chars().any(char::is_control);
+    ok.then_some(name)
+}
+
+/// Returns `base`, or `base` with the smallest numeric suffix (2, 3, …) that `taken` does not
+/// reject, keeping the result within [`MAX_NAME_CHARS`].
+pub fn unique_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(base) {
+        return base.to_string();
+    }
+    for n in 2u64.. {
+        let suffix = n.to_string();
+        let keep = MAX_NAME_CHARS - suffix.len();
+        let stem: String = base.chars().take(keep).collect();
+        let candidate = format!("{stem}{suffix}");
+        if !taken(&candidate) {
+            return candidate;
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+/// Replaces `&`, `<`, `>`, `"` and `'` with HTML entities, appending to `out`.
+///
+/// The classic chat page inserts `info` with `innerHTML`; escaped, the text shows as typed and
+/// runs nothing.
+pub fn html_escape_into(out: &mut String, text: &str) {
+    let mut last = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&text[last..i]);
+        out.push_str(entity);
+        last = i + 1;
+    }
+    out.push_str(&text[last..]);
+}
+
+/// What happened, as the chat tells it. Each value becomes one JSON object in one text frame.
+#[derive(Debug, Clone, Copy)]
+pub enum ChatEvent<'a> {
+    /// Someone entered the room (sent to everyone in it, the newcomer included).
+    Enter {
+        /// The newcomer's final name.
+        name: &'a str,
+    },
+    /// Someone said something (sent to everyone in the room, the sender included).
+    Message {
+        /// The sender.
+        name: &'a str,
+        /// The text exactly as sent.
+        text: &'a str,
+    },
+    /// Someone left, for any reason (sent to everyone still in the room).
+    Leave {
+        /// The name of the one who left.
+        name: &'a str,
+    },
+    /// A notice to one client: its assigned name, a refused message, a limit.
+    Notice {
+        /// A stable, machine-readable code, e.g. `"name-assigned"`, `"rate-limited"`.
+        code: &'a str,
+        /// The notice for a person to read.
+        text: &'a str,
+    },
+}
+
+/// The classic `type` numbers: the classic page picks a line's colour from them.
+pub mod event_type {
+    /// Someone entered.
+    pub const ENTER: u8 = 0;
+    /// A chat message.
+    pub const MESSAGE: u8 = 1;
+    /// Someone left.
+    pub const LEAVE: u8 = 2;
+    /// A notice to one client.
+    pub const NOTICE: u8 = 3;
+}
+
+/// The JSON object of one event. Field order puts the classic `type` and `info` first.
+#[derive(Serialize)]
+struct Wire<'a> {
+    #[serde(rename = "type")]
+    kind: u8,
+    info: &'a str,
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    /// Unix time in milliseconds.
+    time: u64,
+}
+
+/// Turns chat events into frames, reusing its buffers so the hot path does not allocate.
+#[derive(Default)]
+pub struct Encoder {
+    info: String,
+    json: Vec<u8>,
+}
+
+impl Encoder {
+    /// Creates an encoder with empty scratch buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The JSON text of `event` at `time_ms` (Unix milliseconds). The slice is valid until
+    /// the next call.
+    pub fn json(&mut self, event: &ChatEvent<'_>, time_ms: u64) -> &[u8] {
+        self.info.clear();
+        let info = &mut self.info;
+        let mut wire = Wire {
+            kind: 0,
+            info: "",
+            event: "",
+            name: None,
+            text: None,
+            code: None,
+            time: time_ms,
+        };
+        match *event {
+            ChatEvent::Enter { name } => {
+                html_escape_into(info, name);
+                info.push_str(" comes in !!!");
+                wire.kind = event_type::ENTER;
+                wire.event = "enter";
+                wire.name = Some(name);
+            }
+            ChatEvent::Message { name, text } => {
+                html_escape_into(info, name);
+                info.push_str(": ");
+                html_escape_into(info, text);
+                wire.kind = event_type::MESSAGE;
+                wire.event = "message";
+                wire.name = Some(name);
+                wire.text = Some(text);
+            }
+            ChatEvent::Leave { name } => {
+                html_escape_into(info, name);
+                info.push_str(" leaves.");
+                wire.kind = event_type::LEAVE;
+                wire.event = "leave";
+                wire.name = Some(name);
+            }
+            ChatEvent::Notice { code, text } => {
+                html_escape_into(info, text);
+                wire.kind = event_type::NOTICE;
+                wire.event = "notice";
+                wire.code = Some(code);
+                wire.text = Some(text);
+            }
+        }
+        wire.info = &self.info;
+        self.json.clear();
+        serde_json::to_writer(&mut self.json, &wire).expect("serializing to a Vec cannot fail");
+        &self.json
+    }
+
+    /// Appends `event` as one text frame to `out`.
+    pub fn frame(&mut self, out: &mut Vec<u8>, event: &ChatEvent<'_>, time_ms: u64) {
+        let json = self.json(event, time_ms);
+        // Split borrow: `json` lives in self.json, `out` is the caller's.
+        encode_frame(out, Opcode::Text, json);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn parse(enc: &mut Encoder, event: ChatEvent<'_>) -> Value {
+        serde_json::from_slice(enc.json(&event, 1_700_000_000_123)).unwrap()
+    }
+
+    #[test]
+    fn classic_lines_are_exact() {
+        let mut enc = Encoder::new();
+        let v = parse(&mut enc, ChatEvent::Enter { name: "alice" });
+        assert_eq!(v["type"], 0);
+        assert_eq!(v["info"], "alice comes in !!!");
+        let v = parse(
+            &mut enc,
+            ChatEvent::Message {
+                name: "alice",
+                text: "hi there",
+            },
+        );
+        assert_eq!(v["type"], 1);
+        assert_eq!(v["info"], "alice: hi there");
+        let v = parse(&mut enc, ChatEvent::Leave { name: "alice" });
+        assert_eq!(v["type"], 2);
+        assert_eq!(v["info"], "alice leaves.");
+    }
+
+    #[test]
+    fn rich_fields_carry_raw_text_and_time() {
+        let mut enc = Encoder::new();
+        let v = parse(
+            &mut enc,
+            ChatEvent::Message {
+                name: "a<b",
+                text: "x & \"y\"",
+            },
+        );
+        assert_eq!(
+            v,
+            json!({"type":1,"info":"a&lt;b: x &amp; &quot;y&quot;","event":"message",
+                   "name":"a<b","text":"x & \"y\"","time":1_700_000_000_123u64})
+        );
+        let v = parse(
+            &mut enc,
+            ChatEvent::Notice {
+                code: "rate-limited",
+                text: "slow <down>",
+            },
+        );
+        assert_eq!(v["type"], 3);
+        assert_eq!(v["info"], "slow &lt;down&gt;");
+        assert_eq!(v["code"], "rate-limited");
+    }
+
+    #[test]
+    fn type_and_info_come_first() {
+        let mut enc = Encoder::new();
+        let text = String::from_utf8(enc.json(&ChatEvent::Enter { name: "z" }, 5).to_vec());
+        assert!(text
+            .unwrap()
+            .starts_with(r#"{"type":0,"info":"z comes in !!!","#));
+    }
+
+    #[test]
+    fn html_escape_covers_the_five_characters() {
+        let mut s = String::new();
+        html_escape_into(&mut s, r#"<img src=x onerror='alert(1)'> & "q""#);
+        assert_eq!(
+            s,
+            "&lt;img src=x onerror=&#39;alert(1)&#39;&gt; &amp; &quot;q&quot;"
+        );
+        let mut s = String::new();
+        html_escape_into(&mut s, "plain ünïcode");
+        assert_eq!(s, "plain ünïcode");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(clean_name("alice"), Some("alice"));
+        assert_eq!(clean_name("  bob smith "), Some("bob smith"));
+        assert_eq!(clean_name(""), None);
+        assert_eq!(clean_name("   "), None);
+        assert_eq!(clean_name("a\u{7}b"), None);
+        assert_eq!(clean_name("tab\tname"), None);
+        assert_eq!(clean_name(&"x".repeat(32)).map(str::len), Some(32));
+        assert_eq!(clean_name(&"x".repeat(33)), None);
+        assert_eq!(
+            clean_name(&"é".repeat(32)).map(|n| n.chars().count()),
+            Some(32)
+        );
+    }
+
+    #[test]
+    fn duplicate_names_get_the_smallest_free_suffix() {
+        let taken = ["alice", "alice2"];
+        assert_eq!(unique_name("bob", |n| taken.contains(&n)), "bob");
+        assert_eq!(unique_name("alice", |n| taken.contains(&n)), "alice3");
+        let long = "y".repeat(32);
+        let got = unique_name(&long, |n| n == long);
+        assert_eq!(got.chars().count(), 32);
+        assert!(got.ends_with('2'));
+    }
+
+    #[test]
+    fn frames_decode_with_tungstenite() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, Opcode::Text, b"hello");
+        encode_frame(&mut out, Opcode::Binary, &[7u8; 300]);
+        encode_close(&mut out, close_code::GOING_AWAY, "bye");
+        let mut cur = std::io::Cursor::new(&out);
+        let (h, len) = FrameHeader::parse(&mut cur).unwrap().unwrap();
+        assert_eq!(
+            (h.opcode, len, h.is_final, h.mask),
+            (OpCode::Data(Data::Text), 5, true, None)
+        );
+        cur.set_position(cur.position() + len);
+        let (h, len) = FrameHeader::parse(&mut cur).unwrap().unwrap();
+        assert_eq!((h.opcode, len), (OpCode::Data(Data::Binary), 300));
+        cur.set_position(cur.position() + len);
+        let (h, len) = FrameHeader::parse(&mut cur).unwrap().unwrap();
+        assert_eq!((h.opcode, len), (OpCode::Control(Control::Close), 5));
+        let at = cur.position() as usize;
+        assert_eq!(&out[at..at + 2], &1001u16.to_be_bytes());
+        assert_eq!(&out[at + 2..], b"bye");
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let mut out = Vec::new();
+        encode_close(&mut out, 1000, &"é".repeat(100));
+        // 2-byte header, 2-byte code, reason at most 123 bytes and still UTF-8.
+        let reason = &out[4..];
+        assert!(reason.len() <= 123);
+        assert!(std::str::from_utf8(reason).is_ok());
+        assert_eq!(out[1] as usize, out.len() - 2);
+    }
+}

@@ -1,0 +1,187 @@
+//! Static page: answers plain HTTP GET and HEAD requests with the files of `www/`.
+//!
+//! Owns the table of files embedded at build time (see `build.rs`) and the rules for mapping
+//! a request path to a file: no directory listings, nothing outside the directory. Called by
+//! a client reader on a connection that did not ask for a WebSocket; writes only that
+//! connection's HTTP response.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+
+use crate::http::{self, RequestHead};
+
+include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
+
+/// The page asks for this script to learn whether wschat itself served it (then the
+/// WebSocket is on the same origin). A plain static server sends the file from `www/`,
+/// which says it did not.
+const SERVER_CONFIG_PATH: &str = "config.js";
+const SERVER_CONFIG_JS: &[u8] =
+    b"// Served by wschat: the chat's WebSocket is on this page's own origin.\nwindow.WSCHAT_CONFIG = { servedByWschat: true };\n";
+
+/// Keeps pages from inline scripts and foreign hosts: defence in depth should markup ever
+/// reach a page. `ws:`/`wss:` stay open so `?ws=` can point anywhere.
+const HTML_SECURITY_HEADERS: &str =
+    "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; \
+     img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'\r\n\
+     Referrer-Policy: no-referrer\r\n";
+
+/// Answers one plain HTTP request; returns the status sent, for the log.
+pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, www_dir: Option<&Path>) -> u16 {
+    let send_body = match head.method.as_str() {
+        "GET" => true,
+        "HEAD" => false,
+        _ => {
+            let _ = http::write_error(stream, 405, "only GET and HEAD are served here");
+            return 405;
+        }
+    };
+    let Some(rel) = safe_relative_path(head.path()) else {
+        let _ = http::write_error(stream, 404, "no such file");
+        return 404;
+    };
+    let body = if rel == SERVER_CONFIG_PATH {
+        Some(SERVER_CONFIG_JS.to_vec())
+    } else {
+        match www_dir {
+            Some(dir) => read_from_disk(dir, &rel),
+            None => embedded(&rel).map(<[u8]>::to_vec),
+        }
+    };
+    let Some(body) = body else {
+        let _ = http::write_error(stream, 404, "no such file");
+        return 404;
+    };
+    let content_type = content_type(&rel);
+    let extra = if content_type.starts_with("text/html") {
+        HTML_SECURITY_HEADERS.to_string() + "Cache-Control: no-cache\r\n"
+    } else {
+        "Cache-Control: no-cache\r\n".to_string()
+    };
+    let _ = http::write_response(stream, 200, content_type, &extra, &body, send_body);
+    200
+}
+
+/// Maps a request path to a relative file path, or `None` when it must be refused: bad
+/// escapes, `..` or `.` segments (also when percent-encoded), backslashes, NUL bytes. A path
+/// naming a directory (ending in `/`) means its `index.html`.
+pub(crate) fn safe_relative_path(path: &str) -> Option<String> {
+    let decoded = http::percent_decode(path, false)?;
+    if !decoded.starts_with('/') || decoded.contains(['\\', '\0']) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for seg in decoded.split('/').skip(1) {
+        match seg {
+            "" => continue,
+            "." | ".." => return None,
+            s if s.starts_with('.') => return None, // no dotfiles (.git, .env)
+            s => parts.push(s),
+        }
+    }
+    if decoded.ends_with('/') {
+        parts.push("index.html");
+    }
+    Some(parts.join("/"))
+}
+
+fn embedded(rel: &str) -> Option<&'static [u8]> {
+    EMBEDDED
+        .binary_search_by(|(path, _)| (*path).cmp(rel))
+        .ok()
+        .map(|i| EMBEDDED[i].1)
+}
+
+/// Reads `rel` under `dir`, refusing anything whose real path (after symlinks) is outside it.
+/// A directory is served as its `index.html`, never as a listing.
+fn read_from_disk(dir: &Path, rel: &str) -> Option<Vec<u8>> {
+    let root = dir.canonicalize().ok()?;
+    let mut path: PathBuf = root.join(rel).canonicalize().ok()?;
+    if !path.starts_with(&root) {
+        return None;
+    }
+    if path.is_dir() {
+        path = path.join("index.html").canonicalize().ok()?;
+        if !path.starts_with(&root) {
+            return None;
+        }
+    }
+    fs::read(&path).ok()
+}
+
+/// The Content-Type for a file name, by extension.
+pub(crate) fn content_type(rel: &str) -> &'static str {
+    let ext = rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("txt" | "md") => "text/plain; charset=utf-8",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_inside_the_directory() {
+        assert_eq!(safe_relative_path("/").as_deref(), Some("index.html"));
+        assert_eq!(safe_relative_path("/chat.js").as_deref(), Some("chat.js"));
+        assert_eq!(safe_relative_path("//a//b.css").as_deref(), Some("a/b.css"));
+        assert_eq!(
+            safe_relative_path("/sub/").as_deref(),
+            Some("sub/index.html")
+        );
+        assert_eq!(safe_relative_path("/%63hat.js").as_deref(), Some("chat.js"));
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        for bad in [
+            "/../Cargo.toml",
+            "/a/../../x",
+            "/%2e%2e/Cargo.toml",
+            "/%2E%2E%2fCargo.toml",
+            "/..%5cCargo.toml",
+            "/a\\..\\b",
+            "/%00",
+            "/./index.html",
+            "/.git/config",
+            "/%zz",
+            "relative",
+        ] {
+            assert_eq!(safe_relative_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("a/chat.JS"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("style.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type("blob"), "application/octet-stream");
+    }
+
+    #[test]
+    fn the_embedded_page_is_complete() {
+        for file in ["index.html", "chat.js", "chat.css", "config.js"] {
+            assert!(
+                embedded(file).is_some_and(|b| !b.is_empty()),
+                "{file} is embedded"
+            );
+        }
+        assert!(
+            EMBEDDED.windows(2).all(|w| w[0].0 < w[1].0),
+            "table is sorted"
+        );
+    }
+}
