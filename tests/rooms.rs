@@ -49,7 +49,10 @@ fn rooms_are_isolated() {
     // The lobby saw neither the joins nor the message, nor will it see c leave.
     drop(c);
     assert_eq!(recv_json(&mut b)["info"], "c leaves.");
-    assert_eq!(drain_until_own_marker(&mut a, "lobby marker"), Vec::<Value>::new());
+    assert_eq!(
+        drain_until_own_marker(&mut a, "lobby marker"),
+        Vec::<Value>::new()
+    );
     // The same name may be used in two rooms.
     let (_a2, w) = join_room(addr, "a", "pi-club");
     assert_eq!(w["name"], "a");
@@ -235,7 +238,10 @@ fn nick_renames_and_refuses_bad_or_taken_names() {
         assert_eq!(v["type"], 4);
         assert_eq!(v["event"], "rename");
         assert_eq!(v["info"], "al is now known as ally");
-        assert_eq!((v["old"].as_str(), v["name"].as_str()), (Some("al"), Some("ally")));
+        assert_eq!(
+            (v["old"].as_str(), v["name"].as_str()),
+            (Some("al"), Some("ally"))
+        );
     }
     send_text(&mut a, "new name");
     assert_eq!(recv_json(&mut b)["info"], "ally: new name");
@@ -265,14 +271,20 @@ fn me_who_help_unknown_and_literal_slash() {
     send_text(&mut a, "/me waves");
     for ws in [&mut a, &mut b] {
         let v = recv_json(ws);
-        assert_eq!((v["type"].as_u64(), v["event"].as_str()), (Some(1), Some("action")));
+        assert_eq!(
+            (v["type"].as_u64(), v["event"].as_str()),
+            (Some(1), Some("action"))
+        );
         assert_eq!(v["info"], "* a waves");
         assert_eq!(v["text"], "waves");
     }
 
     send_text(&mut a, "/who");
     let who = recv_json(&mut a);
-    assert_eq!((who["type"].as_u64(), who["code"].as_str()), (Some(3), Some("who")));
+    assert_eq!(
+        (who["type"].as_u64(), who["code"].as_str()),
+        (Some(3), Some("who"))
+    );
     assert_eq!(who["users"], json!(["a", "b c"]));
     assert_eq!(who["text"], "In cmd: a, b c");
 
@@ -314,7 +326,10 @@ fn msg_reaches_exactly_the_sender_and_the_recipient() {
         let v = recv_json(ws);
         assert_eq!(v["type"], 5);
         assert_eq!(v["event"], "private");
-        assert_eq!((v["from"].as_str(), v["to"].as_str()), (Some("ann"), Some("bob smith")));
+        assert_eq!(
+            (v["from"].as_str(), v["to"].as_str()),
+            (Some("ann"), Some("bob smith"))
+        );
         assert_eq!(v["text"], "psst, <secret>");
         assert_eq!(v["info"], "ann → bob smith (private): psst, &lt;secret&gt;");
     }
