@@ -262,8 +262,10 @@ impl Broadcaster {
             } else {
                 now + Duration::from_millis(BACKLOG_RETRY_MS)
             };
+            // Shutting down ends at the deadline, or sooner when every reader thread has ended
+            // (each holds a sender, so the channel then reports itself disconnected).
             if let Some(deadline) = self.shutdown_deadline {
-                if self.clients.iter().all(Option::is_none) || now >= deadline {
+                if now >= deadline {
                     break;
                 }
                 wake = wake.min(deadline);
@@ -660,11 +662,18 @@ impl Broadcaster {
     }
 
     /// A reader's Close frame (a reply to the client's, or the server's own for an error).
+    /// When the server had already sent its own Close, this is the client's answer: the close
+    /// handshake is complete and the server closes the connection (RFC 6455 section 7.1.1).
     fn close(&mut self, id: ConnId, bytes: &[u8]) {
-        if let Some(&slot) = self.by_id.get(&id) {
-            queue(&mut self.clients, &mut self.pending, slot, bytes);
-            self.start_closing(slot);
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
+        };
+        if self.clients[slot].as_ref().is_some_and(|c| c.closing) {
+            self.leave(id, "close handshake complete");
+            return;
         }
+        queue(&mut self.clients, &mut self.pending, slot, bytes);
+        self.start_closing(slot);
     }
 
     /// Queues a Close frame from the server itself.

@@ -99,11 +99,14 @@ pub fn recv_event(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// Reads until the server's Close frame; returns it (the connection is then over).
+/// Reads until the server's Close frame and sends the reply, as a browser does; returns it.
 pub fn recv_close(ws: &mut Ws) -> Option<CloseFrame> {
     loop {
         match ws.read() {
-            Ok(Message::Close(frame)) => return frame,
+            Ok(Message::Close(frame)) => {
+                let _ = ws.flush(); // tungstenite queued the reply Close; send it now
+                return frame;
+            }
             Ok(_) => continue,
             Err(e) => panic!("expected a Close frame, got {e}"),
         }
