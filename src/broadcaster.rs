@@ -40,13 +40,16 @@ const MAX_EVENTS_PER_ROUND: usize = 1024;
 /// client's buffer before the sockets get a chance to take it, so the backlog limit measures
 /// what a client failed to take, not the size of a burst.
 const MAX_ROUND_BYTES: usize = 64 * 1024;
+/// Once backlogs have held this much at once and then all emptied, freed memory is returned
+/// to the OS: a burst (a thousand clients joining at once) must not leave RSS high.
+const TRIM_AFTER_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
 /// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping). Chat traffic is
 /// small; a fixed buffer keeps a stuck client from holding megabytes of kernel memory and
 /// makes its backlog, and the limits on it, start early.
 const CHAT_SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// A client's outgoing buffer keeps its capacity between rounds up to this size; a burst
 /// that grew it further gives the memory back once sent.
-const KEEP_OUT_CAPACITY_BYTES: usize = 64 * 1024;
+const KEEP_OUT_CAPACITY_BYTES: usize = 0;
 
 /// What the client readers (and the server's stop handle) tell the broadcaster.
 pub(crate) enum Event {
@@ -176,6 +179,15 @@ fn set_send_buffer(stream: &TcpStream, bytes: usize) {
     }
 }
 
+/// Returns the allocator's free memory to the OS (glibc keeps it otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `send(2)` that never blocks (MSG_DONTWAIT) and never raises SIGPIPE (MSG_NOSIGNAL), on a
 /// socket the reader keeps in blocking mode.
 fn send_nonblocking(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
@@ -225,6 +237,8 @@ pub(crate) struct Broadcaster {
     shutdown_deadline: Option<Instant>,
     /// Bytes encoded this round (a broadcast counts once).
     round_bytes: usize,
+    /// The most bytes waiting in backlogs at once since the backlogs were last all empty.
+    backlog_high_water: usize,
 }
 
 impl Broadcaster {
@@ -250,6 +264,7 @@ impl Broadcaster {
             next_user_number: 1,
             shutdown_deadline: None,
             round_bytes: 0,
+            backlog_high_water: 0,
         }
     }
 
@@ -788,6 +803,18 @@ impl Broadcaster {
                 }
                 self.remove(slot, &why);
             }
+        }
+        let backlog: usize = backlogged
+            .iter()
+            .filter_map(|&slot| self.clients[slot].as_ref())
+            .map(Client::unsent)
+            .sum();
+        self.backlog_high_water = self.backlog_high_water.max(backlog);
+        if backlogged.is_empty() && self.backlog_high_water >= TRIM_AFTER_BACKLOG_BYTES {
+            // A burst is over: give its buffers back to the OS instead of keeping them
+            // scattered over the allocator's arenas for good.
+            release_free_memory();
+            self.backlog_high_water = 0;
         }
         self.pending = backlogged;
     }
