@@ -21,12 +21,9 @@ use tungstenite::{accept, Message};
 
 fn main() -> io::Result<()> {
     // Port 3001 by default: wschat itself uses 3000, so both can run side by side.
-    let port = env::args().nth(1).or_else(|| env::var("PORT").ok());
-    let port: u16 = port.map_or(3001, |p| {
-        p.parse().expect("the port is a number, 0 to 65535")
-    });
-    let bind = env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
-    let listener = TcpListener::bind((bind.as_str(), port))?;
+    let port = env::args().nth(1).or(env::var("PORT").ok());
+    let bind = env::var("BIND").unwrap_or("127.0.0.1".into());
+    let listener = TcpListener::bind(format!("{bind}:{}", port.as_deref().unwrap_or("3001")))?;
     // The first line says where we listen (with the real port when asked for port 0).
     println!("listening on {}", listener.local_addr()?);
 

@@ -10,27 +10,21 @@
 //! Run: `cargo run --example scream` (port 3002; or `-- 4002`, or `PORT=4002`), then open
 //! `www/scream.html`. It binds 127.0.0.1: see `echo.rs` for why, and for `BIND=0.0.0.0`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::{env, io, thread};
 
 use tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
 use tungstenite::{accept, Error, Message};
 
 fn main() -> io::Result<()> {
-    let port = env::args().nth(1).or_else(|| env::var("PORT").ok());
-    let port: u16 = port.map_or(3002, |p| {
-        p.parse().expect("the port is a number, 0 to 65535")
-    });
-    let bind = env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = env::args().nth(1).or(env::var("PORT").ok());
+    let bind = env::var("BIND").unwrap_or("127.0.0.1".into());
     // Node: ws.createServer(function (conn) { ... }).listen(port)
-    let listener = TcpListener::bind((bind.as_str(), port))?;
+    let listener = TcpListener::bind(format!("{bind}:{}", port.as_deref().unwrap_or("3002")))?;
     println!("listening on {}", listener.local_addr()?);
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue }; // e.g. out of file descriptors: keep going
-        let Ok(peer) = stream.peer_addr() else {
-            continue;
-        }; // already gone
-        thread::spawn(move || scream(stream, peer));
+        thread::spawn(move || scream(stream));
     }
     Ok(())
 }
@@ -41,7 +35,8 @@ fn shout(text: &str) -> String {
 }
 
 /// One connection, on its own thread: the body of Node's `createServer` callback.
-fn scream(stream: TcpStream, peer: SocketAddr) {
+fn scream(stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else { return }; // the client is already gone
     let mut ws = match accept(stream) {
         Ok(ws) => ws,
         Err(e) => return println!("{peer} handshake failed: {e}"), // not a WebSocket request
