@@ -19,6 +19,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Bytes, Message};
 
+/// The tutorial's steps, in order.
+const EXAMPLES: [&str; 3] = ["echo", "scream", "broadcast"];
 /// How long a freshly started example may take to print its address.
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -36,19 +38,24 @@ fn examples_dir() -> &'static PathBuf {
             Some(other) => other,
             None => panic!("unexpected test binary location {}", exe.display()),
         };
-        let out = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--profile", profile])
-            .args([
-                "--example",
-                "echo",
-                "--example",
-                "scream",
-                "--example",
-                "broadcast",
-            ])
-            .output()
-            .expect("cargo runs");
+            .args(["build", "--profile", profile]);
+        for name in EXAMPLES {
+            cargo.args(["--example", name]);
+        }
+        // Under `cargo test --target T` the layout is target/T/<profile dir>/: build for T too.
+        // (Cargo keeps its .rustc_info.json in the target directory itself, not in target/T.)
+        let above = profile_dir.parent().unwrap();
+        let in_triple_dir = !above.join(".rustc_info.json").exists()
+            && above
+                .parent()
+                .is_some_and(|t| t.join(".rustc_info.json").exists());
+        if in_triple_dir {
+            cargo.arg("--target").arg(above.file_name().unwrap());
+        }
+        let out = cargo.output().expect("cargo runs");
         assert!(
             out.status.success(),
             "cargo build --examples failed:\n{}",
