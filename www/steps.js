@@ -182,8 +182,10 @@ function classic(text) {
   if (body.dataset.step !== 'broadcast') return '';
   try {
     const m = JSON.parse(text);
-    const kinds = ['enter', 'message', 'leave', 'notice'];
-    if (m && typeof m.type === 'number') return '\n(type ' + m.type + ' = ' + (kinds[m.type] || '?') + ')';
+    const kinds = ['enter', 'message', 'leave', 'notice', 'rename', 'private message'];
+    if (!m || typeof m.type !== 'number') return '';
+    const event = typeof m.event === 'string' ? ', event "' + m.event + '"' : '';
+    return '\n(type ' + m.type + ' = ' + (kinds[m.type] || 'unknown') + event + ')';
   } catch { /* not JSON */ }
   return '';
 }
