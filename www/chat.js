@@ -140,12 +140,18 @@ function show(m) {
     if (Array.isArray(p)) { span.className = p[0]; span.textContent = p[1]; } else span.textContent = p;
     li.appendChild(span);
   }
-  // Follow new lines only when the reader is already at the bottom (not reading back).
-  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   log.appendChild(li);
   while (log.children.length > MAX_LINES) log.firstChild.remove();
-  if (atBottom) log.scrollTop = log.scrollHeight;
+  if (following) log.scrollTop = log.scrollHeight;
 }
+
+// The log follows new lines while the reader is at its bottom, not while they read back;
+// it stays at the bottom when it shrinks (a phone's keyboard opens, the state line grows).
+let following = true;
+log.addEventListener('scroll', () => {
+  following = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+});
+new ResizeObserver(() => { if (following) log.scrollTop = log.scrollHeight; }).observe(log);
 
 function here(list) {
   const n = Array.isArray(list) ? list.length : 1;
