@@ -10,7 +10,7 @@
 //! also reach the broadcaster as bytes from the readers, so no two threads ever write to one
 //! socket and bytes of two frames can never interleave.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -22,14 +22,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, log_enabled, warn, Level};
 use tungstenite::Utf8Bytes;
 
+use crate::commands::{self, Line};
 use crate::config::Config;
+use crate::history::{Entry, HistoryFile, Kind};
 use crate::protocol::{self, close_code, ChatEvent, Encoder, Opcode};
+use crate::rooms::{Rooms, Slot, DEFAULT_ROOM};
 
 /// Identifies one accepted connection for its whole life; never reused.
 pub(crate) type ConnId = u64;
-
-/// Index of a client in the broadcaster's table.
-type Slot = usize;
 
 /// While any client has a backlog, the broadcaster wakes at least this often to retry it.
 const BACKLOG_RETRY_MS: u64 = 5;
@@ -72,10 +72,19 @@ pub(crate) struct Join {
 
 /// What a connection is, as far as the broadcaster cares.
 pub(crate) enum Endpoint {
-    /// A chat client, with the name it asked for (unchecked).
-    Chat { requested_name: Option<String> },
+    /// A chat client, with the name and room it asked for (unchecked).
+    Chat {
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    },
     /// `/echo` or `/scream`: gets only the frames its reader sends.
     Echo,
+}
+
+/// A chat client's place in the chat.
+struct Member {
+    name: Arc<str>,
+    room: Arc<str>,
 }
 
 /// One connected client, as the broadcaster sees it.
@@ -84,8 +93,8 @@ struct Client {
     stream: Arc<TcpStream>,
     fd: RawFd,
     peer: SocketAddr,
-    /// Set for chat clients while they are in the room.
-    name: Option<Arc<str>>,
+    /// Set for chat clients while they are in a room.
+    member: Option<Member>,
     /// Bytes to send; `out[written..]` is still unsent.
     out: Vec<u8>,
     written: usize,
@@ -169,21 +178,15 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The chat room: who is in it, and which names are taken.
-#[derive(Default)]
-struct Room {
-    members: Vec<Slot>,
-    /// Lower-cased names in use: names are unique regardless of case.
-    names: HashSet<String>,
-}
-
 /// The broadcaster's state. See the module comment.
 pub(crate) struct Broadcaster {
     config: Arc<Config>,
     clients: Vec<Option<Client>>,
     free: Vec<Slot>,
     by_id: HashMap<ConnId, Slot>,
-    room: Room,
+    rooms: Rooms,
+    /// Where chat lines are appended, with `--history-file`.
+    history_file: Option<HistoryFile>,
     /// Clients with unsent bytes.
     pending: Vec<Slot>,
     encoder: Encoder,
@@ -198,7 +201,11 @@ pub(crate) struct Broadcaster {
 }
 
 impl Broadcaster {
-    pub(crate) fn new(config: Arc<Config>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        rooms: Rooms,
+        history_file: Option<HistoryFile>,
+    ) -> Self {
         let mut ping_frame = Vec::new();
         protocol::encode_frame(&mut ping_frame, Opcode::Ping, b"");
         Broadcaster {
@@ -207,7 +214,8 @@ impl Broadcaster {
             clients: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
-            room: Room::default(),
+            rooms,
+            history_file,
             pending: Vec::new(),
             encoder: Encoder::new(),
             frame: Vec::new(),
@@ -250,14 +258,16 @@ impl Broadcaster {
                 self.next_ping = now + self.config.ping_interval;
             }
             self.flush(now);
+            self.flush_history();
         }
         self.cut_all();
+        self.flush_history();
     }
 
     fn handle(&mut self, event: Event) {
         match event {
             Event::Join(join) => self.join(join),
-            Event::Text { id, text } => self.text(id, &text),
+            Event::Text { id, text } => self.text(id, text),
             Event::Send { id, bytes } => {
                 if let Some(&slot) = self.by_id.get(&id) {
                     queue(&mut self.clients, &mut self.pending, slot, &bytes);
@@ -266,7 +276,7 @@ impl Broadcaster {
             Event::Close { id, bytes } => self.close(id, &bytes),
             Event::Notice { id, code, text } => {
                 if let Some(&slot) = self.by_id.get(&id) {
-                    self.notice(slot, code, &text);
+                    self.notice(slot, code, &text, None);
                 }
             }
             Event::Leave { id, reason } => self.leave(id, &reason),
@@ -290,7 +300,7 @@ impl Broadcaster {
             fd: stream.as_raw_fd(),
             stream,
             peer,
-            name: None,
+            member: None,
             out: Vec::new(),
             written: 0,
             backlog_since: None,
@@ -316,28 +326,98 @@ impl Broadcaster {
             self.close_slot(slot, close_code::GOING_AWAY, "server shutting down");
             return;
         }
-        let Endpoint::Chat { requested_name } = endpoint else {
+        let Endpoint::Chat {
+            requested_name,
+            requested_room,
+        } = endpoint
+        else {
             info!("#{id} {peer} connected to an echo endpoint");
             return;
         };
-        let (name, notice) = self.pick_name(requested_name.as_deref());
+        let mut notices = Vec::new();
+        let room = match requested_room.as_deref().map(protocol::clean_name) {
+            None => None,
+            Some(None) => {
+                let text = format!(
+                    "That room name is not allowed (1 to {} characters, no control characters): you are in {DEFAULT_ROOM}.",
+                    protocol::MAX_NAME_CHARS
+                );
+                notices.push(("room-invalid", text));
+                None
+            }
+            Some(Some(wanted)) => {
+                let room = self.rooms.open(wanted);
+                if room.is_none() {
+                    let text = format!(
+                        "No room for another room ({} in use): you are in {DEFAULT_ROOM}.",
+                        self.config.max_rooms
+                    );
+                    notices.push(("rooms-full", text));
+                }
+                room
+            }
+        };
+        let room = room
+            .or_else(|| self.rooms.open(DEFAULT_ROOM))
+            .expect("the default room always opens");
+        let (name, name_notice) = self.pick_name(&room, requested_name.as_deref());
+        notices.extend(name_notice);
         let name: Arc<str> = name.into();
-        self.room.names.insert(name.to_lowercase());
-        self.room.members.push(slot);
+        self.rooms.add(&room, slot, &name);
         if let Some(c) = self.clients[slot].as_mut() {
-            c.name = Some(name.clone());
+            c.member = Some(Member {
+                name: name.clone(),
+                room: room.clone(),
+            });
         }
-        info!("#{id} {peer} joined the chat as {name:?}");
-        self.broadcast(&ChatEvent::Enter { name: &name });
-        if let Some((code, text)) = notice {
-            self.notice(slot, code, &text);
+        info!("#{id} {peer} joined {room:?} as {name:?}");
+
+        // Everyone else hears of the newcomer; the newcomer gets its welcome, then the
+        // room's history, then any notice about its name or room.
+        self.broadcast_except(
+            &room,
+            Some(slot),
+            &ChatEvent::Enter {
+                name: &name,
+                room: &room,
+            },
+        );
+        self.welcome(slot, &name, &room);
+        for (code, text) in notices {
+            self.notice(slot, code, &text, None);
         }
     }
 
+    /// The newcomer's welcome (its own join line, with who is there), then the history.
+    fn welcome(&mut self, slot: Slot, name: &str, room: &str) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let users = member_names(&self.clients, &r.members);
+        self.frame.clear();
+        let now = unix_ms();
+        let welcome = ChatEvent::Welcome {
+            name,
+            room,
+            users: &users,
+        };
+        self.encoder.frame(&mut self.frame, &welcome, now);
+        for entry in &r.history {
+            let event = history_event(entry, room, true);
+            self.encoder.frame(&mut self.frame, &event, entry.time_ms);
+        }
+        debug!("-> #{slot} welcome and {} history lines", r.history.len());
+        queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+    }
+
     /// The name a newcomer gets, and the notice to send when it is not the one it asked for.
-    fn pick_name(&mut self, requested: Option<&str>) -> (String, Option<(&'static str, String)>) {
-        let names = &self.room.names;
-        let taken = |n: &str| names.contains(&n.to_lowercase());
+    fn pick_name(
+        &mut self,
+        room: &str,
+        requested: Option<&str>,
+    ) -> (String, Option<(&'static str, String)>) {
+        let rooms = &self.rooms;
+        let taken = |n: &str| rooms.is_taken(room, n, None);
         if let Some(wanted) = requested.and_then(protocol::clean_name) {
             let name = protocol::unique_name(wanted, taken);
             let notice = (name != wanted).then(|| {
@@ -363,41 +443,172 @@ impl Broadcaster {
         (name, notice)
     }
 
-    fn text(&mut self, id: ConnId, text: &str) {
+    fn text(&mut self, id: ConnId, line: Utf8Bytes) {
         let Some(&slot) = self.by_id.get(&id) else {
             return;
         };
-        let Some(name) = self.clients[slot].as_ref().and_then(|c| c.name.clone()) else {
-            return; // not in the room (closing, or not a chat client)
+        let Some(member) = self.clients[slot].as_ref().and_then(|c| c.member.as_ref()) else {
+            return; // not in a room (closing, or not a chat client)
         };
-        if text.is_empty() {
-            self.notice(slot, "empty-message", "Empty messages are not sent.");
-            return;
+        let (name, room) = (member.name.clone(), member.room.clone());
+        match commands::parse(&line) {
+            Line::Say("") => {
+                self.notice(slot, "empty-message", "Empty messages are not sent.", None)
+            }
+            Line::Say(text) => {
+                let start = line.len() - text.len();
+                self.say(Kind::Message, &room, &name, &line, start);
+            }
+            Line::Me(text) => {
+                let start = line.len() - text.len();
+                self.say(Kind::Action, &room, &name, &line, start);
+            }
+            Line::Nick(new) => self.rename(slot, &room, &name, new),
+            Line::Who => {
+                let members = self.rooms.get(&room).map_or(&[][..], |r| &r.members[..]);
+                // Owned copies: the names live in the client table the notice is queued into.
+                let owned: Vec<String> = member_names(&self.clients, members)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                let users: Vec<&str> = owned.iter().map(String::as_str).collect();
+                let text = format!("In {room}: {}", users.join(", "));
+                self.notice(slot, "who", &text, Some(&users));
+            }
+            Line::Msg(arg) => self.private(slot, &room, &name, arg),
+            Line::Help => self.notice(slot, "help", commands::HELP, None),
+            Line::Usage(usage) => self.notice(slot, "usage", &format!("Usage: {usage}"), None),
+            Line::Unknown(word) => {
+                let text = format!(
+                    "Unknown command /{word}: /help lists the commands (// sends a literal /)."
+                );
+                self.notice(slot, "unknown-command", &text, None);
+            }
         }
-        self.broadcast(&ChatEvent::Message { name: &name, text });
     }
 
-    /// Encodes `event` once and queues the same bytes for everyone in the room.
-    fn broadcast(&mut self, event: &ChatEvent<'_>) {
+    /// A message or action for the room: sent to everyone in it, remembered, and appended to
+    /// the history file. `line[start..]` is the text.
+    fn say(
+        &mut self,
+        kind: Kind,
+        room: &Arc<str>,
+        name: &Arc<str>,
+        line: &Utf8Bytes,
+        start: usize,
+    ) {
+        let entry = Entry::new(kind, name.clone(), line.clone(), start, unix_ms());
+        self.broadcast_except(room, None, &history_event(&entry, room, false));
+        if let Some(file) = self.history_file.as_mut() {
+            if self.config.history > 0 {
+                file.append(room, &entry);
+            }
+        }
+        self.rooms.record(room, entry);
+    }
+
+    /// `/nick NEW`.
+    fn rename(&mut self, slot: Slot, room: &Arc<str>, old: &Arc<str>, wanted: &str) {
+        let Some(new) = protocol::clean_name(wanted) else {
+            let text = format!(
+                "That name is not allowed (1 to {} characters, no control characters).",
+                protocol::MAX_NAME_CHARS
+            );
+            self.notice(slot, "name-invalid", &text, None);
+            return;
+        };
+        if new == &**old {
+            self.notice(slot, "usage", &format!("You are already {new}."), None);
+            return;
+        }
+        if self.rooms.is_taken(room, new, Some(slot)) {
+            self.notice(
+                slot,
+                "name-taken",
+                &format!("The name {new} is taken."),
+                None,
+            );
+            return;
+        }
+        let new: Arc<str> = new.into();
+        self.rooms.rename(room, slot, old, &new);
+        if let Some(member) = self.clients[slot].as_mut().and_then(|c| c.member.as_mut()) {
+            member.name = new.clone();
+        }
+        info!("{old:?} is now {new:?} in {room:?}");
+        let event = ChatEvent::Rename {
+            old,
+            name: &new,
+            room,
+        };
+        self.broadcast_except(room, None, &event);
+    }
+
+    /// `/msg NAME TEXT`: to the sender and the recipient only.
+    fn private(&mut self, slot: Slot, room: &str, from: &str, arg: &str) {
+        let members = self.rooms.get(room).map_or(&[][..], |r| &r.members[..]);
+        let names = member_names(&self.clients, members);
+        let Some((to, text)) = commands::split_recipient(arg, names.iter().copied()) else {
+            let who = arg.trim_end();
+            let names_someone = names.iter().any(|n| n.to_lowercase() == who.to_lowercase());
+            if names_someone {
+                self.notice(slot, "usage", "Usage: /msg NAME TEXT", None);
+            } else {
+                let who = arg.split_whitespace().next().unwrap_or(arg);
+                let text = format!("No one called {who} is in {room}: /who lists who is here.");
+                self.notice(slot, "no-such-user", &text, None);
+            }
+            return;
+        };
+        let Some(to_slot) = self.rooms.find(room, to) else {
+            return;
+        };
+        self.frame.clear();
+        let event = ChatEvent::Private { from, to, text };
+        self.encoder.frame(&mut self.frame, &event, unix_ms());
+        debug!("-> #{slot} and #{to_slot}: {}", frame_text(&self.frame));
+        queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+        if to_slot != slot {
+            queue(&mut self.clients, &mut self.pending, to_slot, &self.frame);
+        }
+    }
+
+    /// Encodes `event` once and queues the same bytes for everyone in `room` but `except`.
+    fn broadcast_except(&mut self, room: &str, except: Option<Slot>, event: &ChatEvent<'_>) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         self.frame.clear();
         self.encoder.frame(&mut self.frame, event, unix_ms());
         if log_enabled!(Level::Debug) {
-            let n = self.room.members.len();
-            debug!("-> room ({n} clients): {}", frame_text(&self.frame));
+            let n = r.members.len();
+            debug!("-> {room} ({n} clients): {}", frame_text(&self.frame));
         }
-        for &slot in &self.room.members {
-            queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+        for &slot in &r.members {
+            if Some(slot) != except {
+                queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+            }
         }
     }
 
-    fn notice(&mut self, slot: Slot, code: &str, text: &str) {
+    fn notice(&mut self, slot: Slot, code: &str, text: &str, users: Option<&[&str]>) {
         self.frame.clear();
-        let event = ChatEvent::Notice { code, text };
+        let event = ChatEvent::Notice { code, text, users };
         self.encoder.frame(&mut self.frame, &event, unix_ms());
-        if let Some(c) = &self.clients[slot] {
-            debug!("-> #{}: {}", c.id, frame_text(&self.frame));
-        }
+        debug!("-> #{slot}: {}", frame_text(&self.frame));
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+    }
+
+    fn flush_history(&mut self) {
+        let Some(file) = self.history_file.as_mut() else {
+            return;
+        };
+        file.flush();
+        if file.wants_compaction(self.rooms.history_lines()) {
+            if let Err(e) = file.rewrite(self.rooms.all_history()) {
+                warn!("cannot rewrite the history file: {e}");
+            }
+        }
     }
 
     fn ping_all(&mut self) {
@@ -431,15 +642,22 @@ impl Broadcaster {
         self.leave_room(slot);
     }
 
-    /// Removes a chat client from the room and announces it (once).
+    /// Removes a chat client from its room and announces it (once).
     fn leave_room(&mut self, slot: Slot) {
-        let Some(name) = self.clients[slot].as_mut().and_then(|c| c.name.take()) else {
+        let Some(Member { name, room }) = self.clients[slot].as_mut().and_then(|c| c.member.take())
+        else {
             return;
         };
-        self.room.members.retain(|&s| s != slot);
-        self.room.names.remove(&name.to_lowercase());
+        self.rooms.remove(&room, slot, &name);
         if self.shutdown_deadline.is_none() {
-            self.broadcast(&ChatEvent::Leave { name: &name });
+            self.broadcast_except(
+                &room,
+                None,
+                &ChatEvent::Leave {
+                    name: &name,
+                    room: &room,
+                },
+            );
         }
     }
 
@@ -562,6 +780,34 @@ fn queue(clients: &mut [Option<Client>], pending: &mut Vec<Slot>, slot: Slot, by
     if !c.queued {
         c.queued = true;
         pending.push(slot);
+    }
+}
+
+/// The names of `members`, in order.
+fn member_names<'c>(clients: &'c [Option<Client>], members: &[Slot]) -> Vec<&'c str> {
+    members
+        .iter()
+        .filter_map(|&s| clients[s].as_ref()?.member.as_ref())
+        .map(|m| &*m.name)
+        .collect()
+}
+
+/// The event of a chat line: live, or replayed from history.
+fn history_event<'e>(entry: &'e Entry, room: &'e str, history: bool) -> ChatEvent<'e> {
+    let (name, text) = (&*entry.name, entry.text());
+    match entry.kind {
+        Kind::Message => ChatEvent::Message {
+            name,
+            text,
+            room,
+            history,
+        },
+        Kind::Action => ChatEvent::Action {
+            name,
+            text,
+            room,
+            history,
+        },
     }
 }
 

@@ -44,7 +44,10 @@ const FLOOD_QUIET: Duration = Duration::from_secs(1);
 /// Where a WebSocket connection goes, read from the handshake's path and query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
-    Chat { requested_name: Option<String> },
+    Chat {
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    },
     Echo,
     Scream,
 }
@@ -170,8 +173,12 @@ pub(crate) fn run(
     drop(head);
 
     let endpoint = match &route {
-        Route::Chat { requested_name } => Endpoint::Chat {
+        Route::Chat {
+            requested_name,
+            requested_room,
+        } => Endpoint::Chat {
             requested_name: requested_name.clone(),
+            requested_room: requested_room.clone(),
         },
         Route::Echo | Route::Scream => Endpoint::Echo,
     };
@@ -297,6 +304,7 @@ fn route_request(req: &Request, config: &Config) -> Result<Route, ErrorResponse>
         "/" => Route::Chat {
             requested_name: http::query_param(query, "name")
                 .or_else(|| http::query_param(query, "username")),
+            requested_room: http::query_param(query, "room"),
         },
         "/echo" => Route::Echo,
         "/scream" => Route::Scream,

@@ -38,6 +38,10 @@ pub const DEFAULT_ECHO_MAX_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_BACKLOG_TIMEOUT_SECS: u64 = 10;
 /// On shutdown, time given to clients to answer the Close 1001 before sockets are cut.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 2;
+/// Chat lines each room remembers for newcomers.
+pub const DEFAULT_HISTORY_LINES: usize = 50;
+/// Rooms that may exist at once (a room with members, or with remembered lines).
+pub const DEFAULT_MAX_ROOMS: usize = 1000;
 
 /// Everything a [`Server`](crate::Server) needs to know. Start from [`Config::default`] and
 /// change what you need:
@@ -86,6 +90,12 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     /// On shutdown, how long clients get to answer the Close before sockets are cut.
     pub shutdown_grace: Duration,
+    /// Chat lines each room remembers and replays to newcomers; 0 turns history off.
+    pub history: usize,
+    /// Append chat lines to this JSON-lines file and reload them at start-up.
+    pub history_file: Option<PathBuf>,
+    /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
+    pub max_rooms: usize,
 }
 
 impl Default for Config {
@@ -108,6 +118,9 @@ impl Default for Config {
             backlog_timeout: Duration::from_secs(DEFAULT_BACKLOG_TIMEOUT_SECS),
             allow_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            history: DEFAULT_HISTORY_LINES,
+            history_file: None,
+            max_rooms: DEFAULT_MAX_ROOMS,
         }
     }
 }
@@ -143,6 +156,9 @@ impl Config {
             if d.is_zero() {
                 return Err(format!("{name} must be more than 0 seconds"));
             }
+        }
+        if self.max_rooms == 0 {
+            return Err("max-rooms must be at least 1".into());
         }
         if self.max_request_bytes < 256 {
             return Err("max-request-bytes must be at least 256".into());

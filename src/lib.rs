@@ -27,7 +27,8 @@
 //! let enter = ws.read().expect("the join line").into_text().unwrap();
 //! assert!(enter.starts_with(r#"{"type":0,"info":"ada comes in !!!""#));
 //!
-//! server.stop()?; // Close 1001 to every client, then every thread has ended
+//! ws.close(None).expect("closes");
+//! server.stop()?; // Close 1001 to every client still there; every thread has ended
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
@@ -35,12 +36,16 @@
 
 mod broadcaster;
 mod client;
+mod commands;
 pub mod config;
+mod history;
 mod http;
 mod listener;
 pub mod protocol;
+mod rooms;
 mod www;
 
 pub use client::READ_BUFFER_BYTES;
 pub use config::Config;
 pub use listener::{RunningServer, Server, StopHandle, CLIENT_STACK_BYTES};
+pub use rooms::DEFAULT_ROOM;

@@ -18,6 +18,8 @@ use log::{error, info, warn};
 
 use crate::broadcaster::{Broadcaster, ConnId, Event};
 use crate::config::Config;
+use crate::history::{self, HistoryFile};
+use crate::rooms::Rooms;
 use crate::{client, http};
 
 /// Stack for each client-reader thread. Only the touched pages count toward memory, but the
@@ -107,15 +109,32 @@ pub struct Server {
     config: Arc<Config>,
     stop: StopHandle,
     registry: Arc<Registry>,
+    rooms: Rooms,
+    history_file: Option<HistoryFile>,
 }
 
 impl Server {
-    /// Checks `config` and binds its address. Fails with `InvalidInput` for a bad config and
-    /// with the OS error (such as `AddrInUse`) when the address cannot be bound.
+    /// Checks `config`, loads the history file if there is one, and binds the address. Fails
+    /// with `InvalidInput` for a bad config, and with the OS error when the history file
+    /// cannot be read or written or the address cannot be bound (`AddrInUse`).
     pub fn bind(config: Config) -> io::Result<Server> {
         config
             .validate()
             .map_err(|msg| io::Error::new(ErrorKind::InvalidInput, msg))?;
+        let (rooms, history_file) = match &config.history_file {
+            Some(path) => {
+                let in_file =
+                    |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+                let loaded = history::load(path, config.history).map_err(in_file)?;
+                let rooms = Rooms::new(config.max_rooms, config.history, loaded);
+                let file = HistoryFile::open(path, rooms.all_history()).map_err(in_file)?;
+                (rooms, Some(file))
+            }
+            None => (
+                Rooms::new(config.max_rooms, config.history, Default::default()),
+                None,
+            ),
+        };
         let listener = TcpListener::bind(config.socket_addr())?;
         let local_addr = listener.local_addr()?;
         let stop = StopHandle {
@@ -128,6 +147,8 @@ impl Server {
             config: Arc::new(config),
             stop,
             registry: Arc::default(),
+            rooms,
+            history_file,
         })
     }
 
@@ -158,9 +179,10 @@ impl Server {
     /// Accepts connections until stopped, then shuts down gracefully: every client gets
     /// Close 1001, has `shutdown_grace` to answer, and every thread has ended when this
     /// returns.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
-        let broadcaster = Broadcaster::new(self.config.clone());
+        let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
+        let broadcaster = Broadcaster::new(self.config.clone(), rooms, self.history_file.take());
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
             .stack_size(BROADCASTER_STACK_BYTES)

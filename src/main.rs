@@ -92,6 +92,19 @@ struct Cli {
     #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS))]
     shutdown_grace: Secs,
 
+    /// Chat lines each room remembers and replays to newcomers; 0 turns history off.
+    #[arg(long, env = "WSCHAT_HISTORY", value_name = "N", default_value_t = config::DEFAULT_HISTORY_LINES)]
+    history: usize,
+
+    /// Append chat lines to this JSON-lines file and reload them at start-up, so a restart
+    /// loses nothing.
+    #[arg(long, env = "WSCHAT_HISTORY_FILE", value_name = "PATH")]
+    history_file: Option<PathBuf>,
+
+    /// Rooms that may exist at once; past it an idle room is forgotten to make space.
+    #[arg(long, env = "WSCHAT_MAX_ROOMS", value_name = "N", default_value_t = config::DEFAULT_MAX_ROOMS)]
+    max_rooms: usize,
+
     /// Log level: error, warn, info, debug (every frame in and out) or trace. Overrides
     /// RUST_LOG.
     #[arg(long, env = "WSCHAT_LOG_LEVEL", value_name = "LEVEL")]
@@ -128,6 +141,9 @@ fn main() -> ExitCode {
         backlog_timeout: cli.backlog_timeout.0,
         allow_origins: cli.allow_origins,
         shutdown_grace: cli.shutdown_grace.0,
+        history: cli.history,
+        history_file: cli.history_file,
+        max_rooms: cli.max_rooms,
     };
     if let Some(dir) = &config.www_dir {
         if !dir.is_dir() {

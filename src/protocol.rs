@@ -131,49 +131,102 @@ pub fn html_escape_into(out: &mut String, text: &str) {
     out.push_str(&text[last..]);
 }
 
-/// What happened, as the chat tells it. Each value becomes one JSON object in one text frame.
+/// What happened, as the chat tells it. Each value becomes one JSON object in one text frame;
+/// see docs/PROTOCOL.md for every event with an example.
 #[derive(Debug, Clone, Copy)]
 pub enum ChatEvent<'a> {
-    /// Someone entered the room (sent to everyone in it, the newcomer included).
+    /// To a newcomer alone, as its own join line: its final name, its room, who is there.
+    Welcome {
+        /// The newcomer's final name (after checks and de-duplication).
+        name: &'a str,
+        /// The room it joined.
+        room: &'a str,
+        /// Everyone in the room, the newcomer included.
+        users: &'a [&'a str],
+    },
+    /// Someone entered the room (to everyone else in it).
     Enter {
         /// The newcomer's final name.
         name: &'a str,
+        /// The room.
+        room: &'a str,
     },
-    /// Someone said something (sent to everyone in the room, the sender included).
+    /// Someone said something (to everyone in the room, the sender included).
     Message {
         /// The sender.
         name: &'a str,
         /// The text exactly as sent.
         text: &'a str,
+        /// The room.
+        room: &'a str,
+        /// True when replayed from history to a newcomer.
+        history: bool,
     },
-    /// Someone left, for any reason (sent to everyone still in the room).
+    /// `/me waves`: an action line.
+    Action {
+        /// Who acts.
+        name: &'a str,
+        /// The action, as typed after `/me `.
+        text: &'a str,
+        /// The room.
+        room: &'a str,
+        /// True when replayed from history to a newcomer.
+        history: bool,
+    },
+    /// Someone left, for any reason (to everyone still in the room).
     Leave {
         /// The name of the one who left.
         name: &'a str,
+        /// The room.
+        room: &'a str,
     },
-    /// A notice to one client: its assigned name, a refused message, a limit.
+    /// A notice to one client: its assigned name, a refused message, a limit, `/who`.
     Notice {
-        /// A stable, machine-readable code, e.g. `"name-assigned"`, `"rate-limited"`.
+        /// A stable, machine-readable code, e.g. `"name-taken"`, `"rate-limited"`.
         code: &'a str,
         /// The notice for a person to read.
+        text: &'a str,
+        /// Names, for `/who`.
+        users: Option<&'a [&'a str]>,
+    },
+    /// `/nick`: someone changed name (to everyone in the room).
+    Rename {
+        /// The old name.
+        old: &'a str,
+        /// The new name.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+    },
+    /// `/msg`: a private message (to its sender and its recipient only).
+    Private {
+        /// The sender.
+        from: &'a str,
+        /// The recipient.
+        to: &'a str,
+        /// The text.
         text: &'a str,
     },
 }
 
 /// The classic `type` numbers: the classic page picks a line's colour from them.
 pub mod event_type {
-    /// Someone entered.
+    /// Someone entered (`enter`, and the newcomer's own `welcome`).
     pub const ENTER: u8 = 0;
-    /// A chat message.
+    /// A chat line (`message`, `action`).
     pub const MESSAGE: u8 = 1;
     /// Someone left.
     pub const LEAVE: u8 = 2;
     /// A notice to one client.
     pub const NOTICE: u8 = 3;
+    /// Someone changed name.
+    pub const RENAME: u8 = 4;
+    /// A private message.
+    pub const PRIVATE: u8 = 5;
 }
 
 /// The JSON object of one event. Field order puts the classic `type` and `info` first.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Wire<'a> {
     #[serde(rename = "type")]
     kind: u8,
@@ -182,9 +235,21 @@ struct Wire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    old: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    users: Option<&'a [&'a str]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    history: bool,
     /// Unix time in milliseconds.
     time: u64,
 }
@@ -208,44 +273,83 @@ impl Encoder {
         self.info.clear();
         let info = &mut self.info;
         let mut wire = Wire {
-            kind: 0,
-            info: "",
-            event: "",
-            name: None,
-            text: None,
-            code: None,
             time: time_ms,
+            ..Wire::default()
         };
         match *event {
-            ChatEvent::Enter { name } => {
+            ChatEvent::Welcome { name, room, users } => {
+                html_escape_into(info, name);
+                info.push_str(" comes in !!!");
+                wire.kind = event_type::ENTER;
+                wire.event = "welcome";
+                (wire.name, wire.room, wire.users) = (Some(name), Some(room), Some(users));
+            }
+            ChatEvent::Enter { name, room } => {
                 html_escape_into(info, name);
                 info.push_str(" comes in !!!");
                 wire.kind = event_type::ENTER;
                 wire.event = "enter";
-                wire.name = Some(name);
+                (wire.name, wire.room) = (Some(name), Some(room));
             }
-            ChatEvent::Message { name, text } => {
+            ChatEvent::Message {
+                name,
+                text,
+                room,
+                history,
+            } => {
                 html_escape_into(info, name);
                 info.push_str(": ");
                 html_escape_into(info, text);
                 wire.kind = event_type::MESSAGE;
                 wire.event = "message";
-                wire.name = Some(name);
-                wire.text = Some(text);
+                (wire.name, wire.text, wire.room) = (Some(name), Some(text), Some(room));
+                wire.history = history;
             }
-            ChatEvent::Leave { name } => {
+            ChatEvent::Action {
+                name,
+                text,
+                room,
+                history,
+            } => {
+                info.push_str("* ");
+                html_escape_into(info, name);
+                info.push(' ');
+                html_escape_into(info, text);
+                wire.kind = event_type::MESSAGE;
+                wire.event = "action";
+                (wire.name, wire.text, wire.room) = (Some(name), Some(text), Some(room));
+                wire.history = history;
+            }
+            ChatEvent::Leave { name, room } => {
                 html_escape_into(info, name);
                 info.push_str(" leaves.");
                 wire.kind = event_type::LEAVE;
                 wire.event = "leave";
-                wire.name = Some(name);
+                (wire.name, wire.room) = (Some(name), Some(room));
             }
-            ChatEvent::Notice { code, text } => {
+            ChatEvent::Notice { code, text, users } => {
                 html_escape_into(info, text);
                 wire.kind = event_type::NOTICE;
                 wire.event = "notice";
-                wire.code = Some(code);
-                wire.text = Some(text);
+                (wire.code, wire.text, wire.users) = (Some(code), Some(text), users);
+            }
+            ChatEvent::Rename { old, name, room } => {
+                html_escape_into(info, old);
+                info.push_str(" is now known as ");
+                html_escape_into(info, name);
+                wire.kind = event_type::RENAME;
+                wire.event = "rename";
+                (wire.old, wire.name, wire.room) = (Some(old), Some(name), Some(room));
+            }
+            ChatEvent::Private { from, to, text } => {
+                html_escape_into(info, from);
+                info.push_str(" → ");
+                html_escape_into(info, to);
+                info.push_str(" (private): ");
+                html_escape_into(info, text);
+                wire.kind = event_type::PRIVATE;
+                wire.event = "private";
+                (wire.from, wire.to, wire.text) = (Some(from), Some(to), Some(text));
             }
         }
         wire.info = &self.info;
@@ -257,7 +361,6 @@ impl Encoder {
     /// Appends `event` as one text frame to `out`.
     pub fn frame(&mut self, out: &mut Vec<u8>, event: &ChatEvent<'_>, time_ms: u64) {
         let json = self.json(event, time_ms);
-        // Split borrow: `json` lives in self.json, `out` is the caller's.
         encode_frame(out, Opcode::Text, json);
     }
 }
@@ -267,6 +370,15 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
+    fn message<'a>(name: &'a str, text: &'a str, history: bool) -> ChatEvent<'a> {
+        ChatEvent::Message {
+            name,
+            text,
+            room: "lobby",
+            history,
+        }
+    }
+
     fn parse(enc: &mut Encoder, event: ChatEvent<'_>) -> Value {
         serde_json::from_slice(enc.json(&event, 1_700_000_000_123)).unwrap()
     }
@@ -274,19 +386,36 @@ mod tests {
     #[test]
     fn classic_lines_are_exact() {
         let mut enc = Encoder::new();
-        let v = parse(&mut enc, ChatEvent::Enter { name: "alice" });
-        assert_eq!(v["type"], 0);
-        assert_eq!(v["info"], "alice comes in !!!");
         let v = parse(
             &mut enc,
-            ChatEvent::Message {
+            ChatEvent::Enter {
                 name: "alice",
-                text: "hi there",
+                room: "lobby",
             },
         );
+        assert_eq!(v["type"], 0);
+        assert_eq!(v["info"], "alice comes in !!!");
+        let users = ["bob", "alice"];
+        let welcome = ChatEvent::Welcome {
+            name: "alice",
+            room: "lobby",
+            users: &users,
+        };
+        let v = parse(&mut enc, welcome);
+        assert_eq!(v["type"], 0);
+        assert_eq!(v["info"], "alice comes in !!!");
+        assert_eq!(v["users"], json!(["bob", "alice"]));
+        let v = parse(&mut enc, message("alice", "hi there", false));
         assert_eq!(v["type"], 1);
         assert_eq!(v["info"], "alice: hi there");
-        let v = parse(&mut enc, ChatEvent::Leave { name: "alice" });
+        assert!(v.get("history").is_none(), "history only on replays: {v}");
+        let v = parse(
+            &mut enc,
+            ChatEvent::Leave {
+                name: "alice",
+                room: "lobby",
+            },
+        );
         assert_eq!(v["type"], 2);
         assert_eq!(v["info"], "alice leaves.");
     }
@@ -294,34 +423,86 @@ mod tests {
     #[test]
     fn rich_fields_carry_raw_text_and_time() {
         let mut enc = Encoder::new();
-        let v = parse(
-            &mut enc,
-            ChatEvent::Message {
-                name: "a<b",
-                text: "x & \"y\"",
-            },
-        );
+        let v = parse(&mut enc, message("a<b", "x & \"y\"", true));
         assert_eq!(
             v,
             json!({"type":1,"info":"a&lt;b: x &amp; &quot;y&quot;","event":"message",
-                   "name":"a<b","text":"x & \"y\"","time":1_700_000_000_123u64})
+                   "name":"a<b","text":"x & \"y\"","room":"lobby","history":true,
+                   "time":1_700_000_000_123u64})
         );
-        let v = parse(
-            &mut enc,
-            ChatEvent::Notice {
-                code: "rate-limited",
-                text: "slow <down>",
-            },
-        );
+        let notice = ChatEvent::Notice {
+            code: "rate-limited",
+            text: "slow <down>",
+            users: None,
+        };
+        let v = parse(&mut enc, notice);
         assert_eq!(v["type"], 3);
         assert_eq!(v["info"], "slow &lt;down&gt;");
         assert_eq!(v["code"], "rate-limited");
     }
 
     #[test]
+    fn command_events_have_their_own_lines() {
+        let mut enc = Encoder::new();
+        let action = ChatEvent::Action {
+            name: "al",
+            text: "waves <3",
+            room: "r",
+            history: false,
+        };
+        let v = parse(&mut enc, action);
+        assert_eq!(
+            (v["type"].as_u64(), v["event"].as_str()),
+            (Some(1), Some("action"))
+        );
+        assert_eq!(v["info"], "* al waves &lt;3");
+        let v = parse(
+            &mut enc,
+            ChatEvent::Rename {
+                old: "al",
+                name: "ally",
+                room: "r",
+            },
+        );
+        assert_eq!(
+            (v["type"].as_u64(), v["info"].as_str()),
+            (Some(4), Some("al is now known as ally"))
+        );
+        assert_eq!(
+            (v["old"].as_str(), v["name"].as_str()),
+            (Some("al"), Some("ally"))
+        );
+        let v = parse(
+            &mut enc,
+            ChatEvent::Private {
+                from: "a",
+                to: "b",
+                text: "psst",
+            },
+        );
+        assert_eq!(v["type"], 5);
+        assert_eq!(v["info"], "a → b (private): psst");
+        assert_eq!(
+            (v["from"].as_str(), v["to"].as_str()),
+            (Some("a"), Some("b"))
+        );
+        let users = ["a", "b"];
+        let who = ChatEvent::Notice {
+            code: "who",
+            text: "In r: a, b",
+            users: Some(&users),
+        };
+        assert_eq!(parse(&mut enc, who)["users"], json!(["a", "b"]));
+    }
+
+    #[test]
     fn type_and_info_come_first() {
         let mut enc = Encoder::new();
-        let text = String::from_utf8(enc.json(&ChatEvent::Enter { name: "z" }, 5).to_vec());
+        let enter = ChatEvent::Enter {
+            name: "z",
+            room: "r",
+        };
+        let text = String::from_utf8(enc.json(&enter, 5).to_vec());
         assert!(text
             .unwrap()
             .starts_with(r#"{"type":0,"info":"z comes in !!!","#));

@@ -23,13 +23,15 @@ fn join_message_leave_are_the_classic_lines() {
     for v in [&bob_enter, &seen_by_alice] {
         assert_eq!(v["type"], 0);
         assert_eq!(v["info"], "bob comes in !!!");
-        assert_eq!(v["event"], "enter");
         assert_eq!(v["name"], "bob");
         assert!(
             v["time"].as_u64().unwrap() > 1_600_000_000_000,
             "time is Unix ms: {v}"
         );
     }
+    // The newcomer's own join line is its welcome; the others get `enter`.
+    assert_eq!(bob_enter["event"], "welcome");
+    assert_eq!(seen_by_alice["event"], "enter");
 
     send_text(&mut alice, "hello, bob");
     for ws in [&mut alice, &mut bob] {

@@ -16,12 +16,14 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub type Ws = WebSocket<TcpStream>;
 
-/// A config for tests: loopback, any free port, no rate limit (tests send fast).
+/// A config for tests: loopback, any free port, no rate limit (tests send fast), and a short
+/// shutdown grace (test clients that are not reading never answer the server's Close).
 pub fn test_config() -> Config {
     Config {
         bind: [127, 0, 0, 1].into(),
         port: 0,
         rate_limit_per_sec: 0,
+        shutdown_grace: Duration::from_millis(300),
         ..Config::default()
     }
 }

@@ -1,0 +1,321 @@
+//! History: the chat lines kept for newcomers, and the optional JSON-lines file that carries
+//! them across a restart.
+//!
+//! Owned by the broadcaster thread. Touches only its file: it appends one line per chat line
+//! and, now and then, rewrites the file with just what is still kept. Never a socket.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use log::{error, info, warn};
+use serde::{Deserialize, Serialize};
+use tungstenite::Utf8Bytes;
+
+/// Lines the file may hold beyond what is kept in memory before it is rewritten.
+const COMPACT_SLACK_LINES: usize = 10_000;
+
+/// What kind of chat line an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Message,
+    Action,
+}
+
+impl Kind {
+    fn event(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Action => "action",
+        }
+    }
+}
+
+/// One remembered chat line.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub kind: Kind,
+    pub name: Arc<str>,
+    /// The line as the client sent it: shared with the frame it arrived in, not copied.
+    line: Utf8Bytes,
+    /// Where the text starts within `line` (after `/me `).
+    text_start: usize,
+    pub time_ms: u64,
+}
+
+impl Entry {
+    /// An entry whose text is `line[text_start..]`.
+    pub fn new(
+        kind: Kind,
+        name: Arc<str>,
+        line: Utf8Bytes,
+        text_start: usize,
+        time_ms: u64,
+    ) -> Self {
+        debug_assert!(line.as_str().is_char_boundary(text_start));
+        Entry {
+            kind,
+            name,
+            line,
+            text_start,
+            time_ms,
+        }
+    }
+
+    /// The text that was said.
+    pub fn text(&self) -> &str {
+        &self.line.as_str()[self.text_start..]
+    }
+}
+
+/// One line of the history file.
+#[derive(Serialize, Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+    time: u64,
+}
+
+/// Loaded history: room name → its entries, oldest first.
+pub(crate) type Loaded = HashMap<String, VecDeque<Entry>>;
+
+/// Reads the file at `path`, keeping the last `per_room` lines of each room. A missing file is
+/// an empty history; a line that cannot be read (a torn last line after a crash) is skipped
+/// with a warning.
+pub(crate) fn load(path: &Path, per_room: usize) -> io::Result<Loaded> {
+    let mut rooms: Loaded = HashMap::new();
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(rooms),
+        Err(e) => return Err(e),
+    };
+    let mut lines = 0;
+    for (number, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let record: Record<'_> = match serde_json::from_slice(&line) {
+            Ok(record) => record,
+            Err(e) => {
+                warn!("{}: skipping line {}: {e}", path.display(), number + 1);
+                continue;
+            }
+        };
+        let kind = match record.event.as_ref() {
+            "message" => Kind::Message,
+            "action" => Kind::Action,
+            other => {
+                warn!(
+                    "{}: skipping line {}: unknown event {other:?}",
+                    path.display(),
+                    number + 1
+                );
+                continue;
+            }
+        };
+        let entry = Entry::new(
+            kind,
+            record.name.as_ref().into(),
+            Utf8Bytes::from(record.text.into_owned()),
+            0,
+            record.time,
+        );
+        let room = rooms.entry(record.room.into_owned()).or_default();
+        room.push_back(entry);
+        if room.len() > per_room {
+            room.pop_front();
+        }
+        lines += 1;
+    }
+    info!("{}: {lines} history lines read", path.display());
+    Ok(rooms)
+}
+
+/// The history file, open for appending.
+pub(crate) struct HistoryFile {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    /// Lines in the file now.
+    lines: usize,
+}
+
+impl HistoryFile {
+    /// Rewrites the file with just `kept` (so it starts compact), then opens it for appending.
+    pub fn open<'e>(
+        path: &Path,
+        kept: impl Iterator<Item = (&'e str, &'e Entry)>,
+    ) -> io::Result<Self> {
+        let mut file = HistoryFile {
+            path: path.to_path_buf(),
+            out: None,
+            lines: 0,
+        };
+        file.rewrite(kept)?;
+        Ok(file)
+    }
+
+    /// Appends one chat line. A write error is logged and turns the file off: losing the file
+    /// must not stop the chat.
+    pub fn append(&mut self, room: &str, entry: &Entry) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let record = Record {
+            room: room.into(),
+            event: entry.kind.event().into(),
+            name: entry.name.as_ref().into(),
+            text: entry.text().into(),
+            time: entry.time_ms,
+        };
+        let written = serde_json::to_writer(&mut *out, &record)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(e) = written {
+            self.fail(&e);
+        }
+        self.lines += 1;
+    }
+
+    /// True when the file holds many more lines than are kept, and should be rewritten.
+    pub fn wants_compaction(&self, kept: usize) -> bool {
+        self.out.is_some() && self.lines > kept + kept.max(COMPACT_SLACK_LINES)
+    }
+
+    /// Pushes appended lines to the OS (once per broadcaster round, not per line).
+    pub fn flush(&mut self) {
+        if let Some(Err(e)) = self.out.as_mut().map(BufWriter::flush) {
+            self.fail(&e);
+        }
+    }
+
+    /// Replaces the file with `kept`, atomically (a new file renamed over the old one).
+    pub fn rewrite<'e>(
+        &mut self,
+        kept: impl Iterator<Item = (&'e str, &'e Entry)>,
+    ) -> io::Result<()> {
+        self.out = None;
+        let tmp = self.path.with_extension("tmp");
+        let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut lines = 0;
+        for (room, entry) in kept {
+            let record = Record {
+                room: room.into(),
+                event: entry.kind.event().into(),
+                name: entry.name.as_ref().into(),
+                text: entry.text().into(),
+                time: entry.time_ms,
+            };
+            serde_json::to_writer(&mut out, &record)?;
+            out.write_all(b"\n")?;
+            lines += 1;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, &self.path)?;
+        let file = OpenOptions::new().append(true).open(&self.path)?;
+        self.out = Some(BufWriter::new(file));
+        self.lines = lines;
+        Ok(())
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        error!(
+            "{}: {e}; history is no longer written to the file",
+            self.path.display()
+        );
+        self.out = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("wschat-history-{}-{name}", std::process::id()))
+    }
+
+    fn entry(name: &str, text: &str, time: u64) -> Entry {
+        Entry::new(Kind::Message, name.into(), Utf8Bytes::from(text), 0, time)
+    }
+
+    #[test]
+    fn round_trip_keeps_the_last_lines_per_room() {
+        let path = temp("roundtrip");
+        let a: Vec<_> = (0..5).map(|i| entry("al", &format!("a{i}"), i)).collect();
+        let b = [entry("bo", "b0", 9)];
+        let kept = a
+            .iter()
+            .map(|e| ("lobby", e))
+            .chain(b.iter().map(|e| ("pi", e)));
+        let mut file = HistoryFile::open(&path, kept).unwrap();
+        let me = Entry::new(
+            Kind::Action,
+            "al".into(),
+            Utf8Bytes::from("/me waves"),
+            4,
+            10,
+        );
+        file.append("pi", &me);
+        file.flush();
+
+        let loaded = load(&path, 3).unwrap();
+        let lobby: Vec<_> = loaded["lobby"]
+            .iter()
+            .map(|e| e.text().to_string())
+            .collect();
+        assert_eq!(lobby, ["a2", "a3", "a4"]);
+        let pi = &loaded["pi"];
+        assert_eq!(pi.len(), 2);
+        assert_eq!(
+            (pi[1].kind, pi[1].text(), pi[1].time_ms),
+            (Kind::Action, "waves", 10)
+        );
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped() {
+        let path = temp("torn");
+        fs::write(
+            &path,
+            "{\"room\":\"r\",\"event\":\"message\",\"name\":\"a\",\"text\":\"ok\",\"time\":1}\n\
+             {\"room\":\"r\",\"event\":\"mess",
+        )
+        .unwrap();
+        let loaded = load(&path, 10).unwrap();
+        assert_eq!(loaded["r"].len(), 1);
+        assert_eq!(loaded["r"][0].text(), "ok");
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_history() {
+        assert!(load(&temp("missing"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn compaction_is_due_only_with_much_slack() {
+        let path = temp("compact");
+        let mut file = HistoryFile::open(&path, std::iter::empty()).unwrap();
+        let e = entry("a", "x", 1);
+        for _ in 0..COMPACT_SLACK_LINES + 50 {
+            file.append("r", &e);
+        }
+        assert!(!file.wants_compaction(100));
+        assert!(file.wants_compaction(40));
+        file.rewrite(std::iter::once(("r", &e))).unwrap();
+        assert!(!file.wants_compaction(1));
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
+        fs::remove_file(path).unwrap();
+    }
+}
