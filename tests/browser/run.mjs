@@ -126,14 +126,6 @@ const line = (page, text, cls = '') => page.locator(`#log li${cls}`, { hasText: 
 const stateIs = (page, re) => page.locator('#state').filter({ hasText: re }).waitFor({ timeout: WAIT_MS });
 const userNames = (page) => page.locator('#users li').allTextContents();
 
-function lastLineShows(page) {
-  return page.evaluate(() => {
-    const log = document.getElementById('log');
-    const last = log.lastElementChild.getBoundingClientRect(), box = log.getBoundingClientRect();
-    return last.bottom <= box.bottom + 1 && last.bottom > box.top;
-  });
-}
-
 async function say(page, text) {
   await page.locator('#text').fill(text);
   await page.locator('#text').press('Enter');
@@ -404,8 +396,15 @@ async function main() {
       await stop(server);
       for (const p of [alice, bob]) await stateIs(p, /^closed — reconnecting in [\d.]+ s$/);
       console.log(`#   server stopped and both pages read "closed" in ${Date.now() - t} ms`);
-      // The state line grew (and the phone's log shrank): the newest line must still show.
-      assert(await lastLineShows(bob), 'the newest line stays in view when the log shrinks');
+      // The state line grew and the phone's log shrank: once the page has rendered that (two
+      // frames), and before its first retry (0.5 s) grows the log back, the newest line shows.
+      const seen = await bob.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => {
+        const log = document.getElementById('log');
+        const last = log.lastElementChild.getBoundingClientRect(), box = log.getBoundingClientRect();
+        resolve({ state: document.getElementById('state').textContent, shows: last.bottom <= box.bottom + 1 });
+      }))));
+      assert(seen.state.startsWith('closed'), `measured while closed (took too long: ${seen.state})`);
+      assert(seen.shows, 'the newest line stays in view when the log shrinks');
       await shoot(bob, 'wschat-phone-closed');
     });
 
