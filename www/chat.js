@@ -110,6 +110,7 @@ function receive(data) {
     m.users.forEach(addUser);
   } else if (m.event === 'notice' && /^name-/.test(m.code || '')) {
     nameField.value = me; // a refused /nick: show the name we still have
+    asked = '';
   }
   showUsers();
   if (m.history && m.time <= lastSeen) return; // shown before a reconnect already
@@ -193,6 +194,7 @@ function showUsers() {
 
 function setMe(name) {
   me = String(name || '');
+  asked = '';
   if (document.activeElement !== nameField) nameField.value = me;
 }
 
@@ -226,15 +228,18 @@ $('send').addEventListener('submit', (e) => {
 });
 
 // A name change: servers with rooms rename in place (/nick); older ones need a new connection.
+// Enter fires both `change` and `submit`: `asked` keeps the second from asking again.
+let asked = '';
 function changeName() {
   const v = nameField.value.trim();
   if (!v) { nameField.value = me; return; }
-  if (v === wanted && (v === me || !joined)) return;
+  if (v === me || v === asked) return;
   wanted = v;
   save('wschat.name', v);
   updateUrl();
-  if (!ws || ws.readyState !== WebSocket.OPEN || v === me) return;
-  if (rich) ws.send('/nick ' + v); else reconnect();
+  if (!ws || ws.readyState !== WebSocket.OPEN) return; // the next connection asks for it
+  asked = v;
+  if (rich && joined) ws.send('/nick ' + v); else reconnect();
 }
 nameField.addEventListener('change', changeName);
 $('name-form').addEventListener('submit', (e) => { e.preventDefault(); changeName(); });

@@ -372,7 +372,8 @@ async function main() {
         assert(await line(bob, 'lobby only').count() === 1, 'each old line is shown once');
       });
 
-      await check('changing the name field renames in place (/nick)', async () => {
+      await check('changing the name field renames in place (/nick), once', async () => {
+        const notices = await alice.locator('#log li.type-3').count();
         await alice.locator('#name').fill('alicia');
         await alice.locator('#name').press('Enter');
         await line(bob, 'alicia', '.type-4').waitFor({ timeout: WAIT_MS });
@@ -382,6 +383,11 @@ async function main() {
         });
         await alice.locator('#text').focus(); // leave the name field, as a person would
         assert(await alice.locator('#name').inputValue() === 'alicia', 'the name field shows the new name');
+        await say(alice, 'alicia now'); // anything a second /nick caused arrives before this
+        await line(alice, 'alicia now', '.type-1').waitFor({ timeout: WAIT_MS });
+        const extra = (await alice.locator('#log li.type-3').allTextContents()).slice(notices);
+        assert(!extra.length, `one rename, no second /nick: ${extra.join('; ')}`);
+        assert(await alice.locator('#log li.type-4').count() === 1, 'exactly one rename line');
       });
     }
     await shoot(alice, 'wschat-desktop');
@@ -528,6 +534,8 @@ async function scripted(ctx, staticBase, shoot) {
   await until('the page to send /nick mocha', () => sent.includes('/nick mocha'));
   ev({ type: 4, event: 'rename', old: 'mock2', name: 'mocha', room: 'lobby' });
   await until('the people list to show mocha (you)', async () => (await userNames(page)).includes('mocha (you)'));
+  await page.locator('#text').focus(); // blurring the field must not ask again
+  assert(sent.filter((m) => m.startsWith('/nick')).length === 1, `one /nick: ${sent}`);
 
   await say(page, '//not a command');
   await until('a literal // line sent as typed', () => sent.includes('//not a command'));
