@@ -136,7 +136,9 @@ function show(m) {
   li.className = 'type-' + (Number(m.type) || 0) + (m.history ? ' history' : '') +
     (m.local ? ' local' : '') + (name && name === me && m.type === 1 ? ' mine' : '');
   li.appendChild(timeOf(m.time, m.history));
-  for (const p of parts ? parts() : [['text', text]]) {
+  const spans = parts ? parts() : [['text', text]];
+  if (m.history) spans.unshift(['sr-only', 'earlier: ']); // the fading is not heard
+  for (const p of spans) {
     const span = document.createElement('span');
     if (Array.isArray(p)) { span.className = p[0]; span.textContent = p[1]; } else span.textContent = p;
     li.appendChild(span);

@@ -14,7 +14,7 @@
 // against a scripted server (playwright's WebSocket routing) whatever the server supports.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -234,6 +234,12 @@ async function main() {
   };
   let alice, bob;
   try {
+    // The binary embeds www/ when it is built: a stale one would test yesterday's page.
+    for (const f of ['index.html', 'chat.js', 'chat.css']) {
+      const served = await (await fetch(`${base}/${f}`)).text();
+      assert(served === readFileSync(path.join(REPO, 'www', f), 'utf8'),
+        `${SERVER} serves an older www/${f}: rebuild it (cargo build) or pass --www-from-disk`);
+    }
     // Does this server speak the rooms protocol? Ask it once, before anyone is in the chat.
     const probe = await ctx.newPage();
     await probe.goto(base + '/config.js');
@@ -343,22 +349,22 @@ async function main() {
       });
 
       await check('the room switcher moves one page to another room, and rooms are isolated', async () => {
-        await bob.locator('#room').fill('pi-club');
+        await bob.locator('#room').fill('robots');
         await bob.locator('#room').press('Enter');
         await stateIs(bob, /^open$/);
-        await line(bob, 'pi-club', '.type-0').waitFor({ timeout: WAIT_MS }); // its welcome
-        assert(new URL(bob.url()).searchParams.get('room') === 'pi-club', `the URL names the room: ${bob.url()}`);
+        await line(bob, 'Welcome to robots', '.type-0').waitFor({ timeout: WAIT_MS }); // its welcome
+        assert(new URL(bob.url()).searchParams.get('room') === 'robots', `the URL names the room: ${bob.url()}`);
         await line(alice, 'bob', '.type-2').waitFor({ timeout: WAIT_MS }); // bob left the lobby
-        await until('bob alone in the pi-club list', async () => (await userNames(bob)).join() === 'bob (you)');
+        await until('bob alone in the robots list', async () => (await userNames(bob)).join() === 'bob (you)');
         // Each page sees its own line come back; a leak would have arrived before it.
         await say(alice, 'lobby only');
         await line(alice, 'lobby only').waitFor({ timeout: WAIT_MS });
-        await say(bob, 'pi-club only');
-        await line(bob, 'pi-club only').waitFor({ timeout: WAIT_MS });
+        await say(bob, 'robots only');
+        await line(bob, 'robots only').waitFor({ timeout: WAIT_MS });
         await say(alice, 'lobby again');
         await line(alice, 'lobby again').waitFor({ timeout: WAIT_MS });
-        assert(await line(bob, 'lobby only').count() === 0, 'a lobby message reached pi-club');
-        assert(await line(alice, 'pi-club only').count() === 0, 'a pi-club message reached the lobby');
+        assert(await line(bob, 'lobby only').count() === 0, 'a lobby message reached robots');
+        assert(await line(alice, 'robots only').count() === 0, 'a robots message reached the lobby');
       });
 
       await check('back in the lobby, its history replays faded with the original times', async () => {
@@ -392,9 +398,14 @@ async function main() {
     }
     await shoot(alice, 'wschat-desktop');
     await shoot(bob, 'wschat-phone');
-    if (argv.includes('--update-docs-screenshot')) {
-      copyFileSync(path.join(ARTIFACTS, 'wschat-desktop.png'), path.join(REPO, 'docs/screenshot.png'));
-      console.log('# wrote docs/screenshot.png');
+    if (rich) {
+      await check('a conversation in its own room, for the README screenshot', async () => {
+        const file = await readmeScene(ctx, base, shoot);
+        if (argv.includes('--update-docs-screenshot')) {
+          copyFileSync(file, path.join(REPO, 'docs/screenshot.png'));
+          console.log('# wrote docs/screenshot.png');
+        }
+      });
     }
 
     await check('SIGTERM to the server shows "closed" and a reconnect countdown', async () => {
@@ -481,6 +492,41 @@ async function main() {
   }
 }
 
+// Two people in a room of their own, typing what a class might: commands included.
+async function readmeScene(ctx, base, shoot) {
+  const lin = await open(ctx, `${base}/?name=lin&room=pi-club`, DESKTOP); // leaves history behind
+  await stateIs(lin, /^open$/);
+  await say(lin, 'Pi is back on its shelf; the charger is in the drawer.');
+  await line(lin, 'charger', '.type-1').waitFor({ timeout: WAIT_MS });
+  await lin.close();
+  const priya = await open(ctx, `${base}/?name=priya&room=pi-club`, { width: 960, height: 560 });
+  await stateIs(priya, /^open$/);
+  const sam = await open(ctx, `${base}/?name=sam&room=pi-club`, DESKTOP);
+  await stateIs(sam, /^open$/);
+  const lines = [
+    [priya, 'Morning! The Pi in the library is up again.'],
+    [sam, 'Nice. Same address as last week?'],
+    [priya, 'Yes: http://pi.local:3000/?room=pi-club (send it to the class)'],
+    [sam, '/me waves at the class'],
+    [priya, '/msg sam can you bring the spare HDMI cable tomorrow?'],
+    [sam, 'On it. <b>Tags</b> show as typed, by the way.'],
+  ];
+  for (const [who, text] of lines) {
+    const before = await priya.locator('#log li').count();
+    await say(who, text);
+    await until('the line on priya\'s page', async () => (await priya.locator('#log li').count()) > before);
+  }
+  await line(priya, 'Tags', '.type-1').waitFor({ timeout: WAIT_MS });
+  await line(priya, 'charger', '.history').waitFor({ timeout: WAIT_MS });
+  await line(priya, 'HDMI', '.type-5').waitFor({ timeout: WAIT_MS });
+  await line(priya, '* sam waves at the class').waitFor({ timeout: WAIT_MS });
+  await priya.locator('#text').fill('/help');
+  await shoot(priya, 'readme');
+  await sam.close();
+  await priya.close();
+  return path.join(ARTIFACTS, 'readme.png');
+}
+
 // A server scripted here plays every event of docs/PROTOCOL.md to a page, and records what
 // the page sends: tests the page alone, whatever the real server supports yet.
 async function scripted(ctx, staticBase, shoot) {
@@ -535,10 +581,9 @@ async function scripted(ctx, staticBase, shoot) {
   ev({ type: 4, event: 'rename', old: 'mock2', name: 'mocha', room: 'lobby' });
   await until('the people list to show mocha (you)', async () => (await userNames(page)).includes('mocha (you)'));
   await page.locator('#text').focus(); // blurring the field must not ask again
-  assert(sent.filter((m) => m.startsWith('/nick')).length === 1, `one /nick: ${sent}`);
-
-  await say(page, '//not a command');
+  await say(page, '//not a command'); // frames arrive in order: a second /nick comes first
   await until('a literal // line sent as typed', () => sent.includes('//not a command'));
+  assert(sent.filter((m) => m.startsWith('/nick')).length === 1, `one /nick: ${sent}`);
   const long = 'x'.repeat(5000);
   await say(page, long);
   await line(page, 'too long', '.local').waitFor({ timeout: WAIT_MS });
