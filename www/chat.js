@@ -23,7 +23,9 @@ let rich = false;              // the server sends `welcome` (rooms, commands, h
 let me = '';                   // our name as the server knows it (it may add a suffix)
 let wanted = params.get('name') || load('wschat.name') || ''; // the name we ask for
 let room = params.get('room') || '';
-let lastSeen = 0;              // time of the newest live message, to skip repeated history
+let asked = '';                // a name sent with /nick, until the server answers
+let lastSeen = 0;              // time of the newest chat line shown: replays up to it are skipped
+let following = true;          // the log follows new lines (the reader is at its bottom)
 const users = new Map();       // lower-cased name -> name: names are unique ignoring case
 
 function load(key) { try { return localStorage.getItem(key); } catch { return null; } }
@@ -113,8 +115,9 @@ function receive(data) {
     asked = '';
   }
   showUsers();
-  if (m.history && m.time <= lastSeen) return; // shown before a reconnect already
-  if (!m.history && (m.event === 'message' || m.event === 'action')) lastSeen = m.time;
+  // A reconnect replays the room's last lines: show only those not seen yet (missed ones).
+  if (m.history && m.time <= lastSeen) return;
+  if (m.event === 'message' || m.event === 'action') lastSeen = Math.max(lastSeen, m.time);
   show(m);
 }
 
@@ -134,7 +137,7 @@ function show(m) {
   }[m.event];
   const li = document.createElement('li');
   li.className = 'type-' + (Number(m.type) || 0) + (m.history ? ' history' : '') +
-    (m.local ? ' local' : '') + (name && name === me && m.type === 1 ? ' mine' : '');
+    (m.local ? ' local' : '');
   li.appendChild(timeOf(m.time, m.history));
   const spans = parts ? parts() : [['text', text]];
   if (m.history) spans.unshift(['sr-only', 'earlier: ']); // the fading is not heard
@@ -150,7 +153,6 @@ function show(m) {
 
 // The log follows new lines while the reader is at its bottom, not while they read back;
 // it stays at the bottom when it shrinks (a phone's keyboard opens, the state line grows).
-let following = true;
 log.addEventListener('scroll', () => {
   following = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
 });
@@ -231,7 +233,6 @@ $('send').addEventListener('submit', (e) => {
 
 // A name change: servers with rooms rename in place (/nick); older ones need a new connection.
 // Enter fires both `change` and `submit`: `asked` keeps the second from asking again.
-let asked = '';
 function changeName() {
   const v = nameField.value.trim();
   if (!v) { nameField.value = me; return; }

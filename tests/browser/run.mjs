@@ -13,7 +13,7 @@
 // sends `welcome` (docs/PROTOCOL.md); the page's handling of every event type is checked
 // against a scripted server (playwright's WebSocket routing) whatever the server supports.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -90,9 +90,16 @@ function start(label, cmd, args, port) {
   }).then(() => child);
 }
 
+// A history file (where the server has them) makes a restart replay the room's lines: the
+// page must not show again what it already shows.
+const HISTORY_FILE = path.join(mkdtempSync(path.join(os.tmpdir(), 'wschat-history-')), 'history.jsonl');
+
 function startWschat(port) {
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--rate-limit', '0'];
   if (FROM_DISK) args.push('--www', path.join(REPO, 'www'));
+  if (execFileSync(SERVER, ['--help'], { encoding: 'utf8' }).includes('--history-file')) {
+    args.push('--history-file', HISTORY_FILE);
+  }
   return start('wschat', SERVER, args, port);
 }
 
@@ -218,6 +225,12 @@ async function main() {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   let server = await startWschat(port);
+  // The binary embeds www/ when it is built: a stale one would test yesterday's page.
+  for (const f of ['index.html', 'chat.js', 'chat.css']) {
+    const served = await (await fetch(`${base}/${f}`)).text();
+    assert(served === readFileSync(path.join(REPO, 'www', f), 'utf8'),
+      `${SERVER} serves an older www/${f}: rebuild it (cargo build) or pass --www-from-disk`);
+  }
   const profile = mkdtempSync(path.join(os.tmpdir(), 'wschat-chromium-'));
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -234,12 +247,6 @@ async function main() {
   };
   let alice, bob;
   try {
-    // The binary embeds www/ when it is built: a stale one would test yesterday's page.
-    for (const f of ['index.html', 'chat.js', 'chat.css']) {
-      const served = await (await fetch(`${base}/${f}`)).text();
-      assert(served === readFileSync(path.join(REPO, 'www', f), 'utf8'),
-        `${SERVER} serves an older www/${f}: rebuild it (cargo build) or pass --www-from-disk`);
-    }
     // Does this server speak the rooms protocol? Ask it once, before anyone is in the chat.
     const probe = await ctx.newPage();
     await probe.goto(base + '/config.js');
@@ -432,6 +439,8 @@ async function main() {
       console.log(`#   both pages back to "open" ${Date.now() - t} ms after the restart`);
       await say(bob, 'back after the restart');
       await line(alice, 'back after the restart', '.type-1').waitFor({ timeout: WAIT_MS });
+      // The new server replayed the lobby's history (from its file) before that line.
+      assert(await line(alice, 'is the Pi still up?').count() === 1, 'a reconnect shows no line twice');
     });
 
     await check('closing a page shows its leave line on the other', async () => {
@@ -479,6 +488,7 @@ async function main() {
     await stop(statik);
     await stop(server);
     console.log(`# ${passed} checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${path.relative(process.cwd(), ARTIFACTS)}/`);
+    console.log(`browser: ${passed} passed, 0 failed`);
   } catch (e) {
     for (const [name, p] of [['alice', alice], ['bob', bob]]) {
       if (p && !p.isClosed()) await p.screenshot({ path: path.join(ARTIFACTS, `failed-${name}.png`) }).catch(() => {});
@@ -488,6 +498,7 @@ async function main() {
     writeFileSync(path.join(ARTIFACTS, 'server.log'), serverLog);
     await ctx.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
+    rmSync(path.dirname(HISTORY_FILE), { recursive: true, force: true });
     killAll();
   }
 }
@@ -533,19 +544,31 @@ async function scripted(ctx, staticBase, shoot) {
   const page = await open(ctx, 'about:blank', DESKTOP);
   const sent = [];
   let socket;
+  let connections = 0;
+  const now = Date.now();
+  const yesterday = { type: 1, event: 'message', name: 'zed', text: 'from yesterday', history: true, time: now - 86_400_000 };
+  // Reconnects (the 2nd and 3rd sockets) replay the room's last lines, as a restarted
+  // server with a history file does; the page must show each line once.
+  const replay = (ws) => {
+    ws.send(JSON.stringify({ type: 0, event: 'welcome', name: 'mocha', room: 'lobby', users: ['mocha'], time: now }));
+    ws.send(JSON.stringify(yesterday));
+    ws.send(JSON.stringify({ ...yesterday, text: 'said while you were away', time: now + 1 }));
+    if (connections === 3) ws.send(JSON.stringify({ type: 1, event: 'message', name: 'zed', text: 'third time', time: now + 2 }));
+  };
   await page.routeWebSocket(/:3000\//, (ws) => {
-    if (socket) return void ws.close({ code: 1011 }); // after the scripted close: stay down
+    connections++;
+    if (connections > 3) return void ws.close({ code: 1011 }); // after that, stay down
     socket = ws;
     ws.onMessage((m) => sent.push(m));
+    if (connections > 1) replay(ws);
   });
   await page.goto(`${staticBase}/?name=mock`);
   await until('the scripted socket', () => socket);
   await stateIs(page, /^open$/);
-  const now = Date.now();
   const ev = (o) => socket.send(JSON.stringify({ info: '<b>never shown</b>', time: now, ...o }));
   ev({ type: 3, event: 'notice', code: 'name-taken', text: 'mock is taken: you are mock2' });
   ev({ type: 0, event: 'welcome', name: 'mock2', room: 'lobby', users: ['zed', 'mock2', 'yan'] });
-  ev({ type: 1, event: 'message', name: 'zed', text: 'from yesterday', history: true, time: now - 86_400_000 });
+  ev(yesterday);
   ev({ type: 0, event: 'enter', name: 'x<i>y</i>', room: 'lobby' });
   ev({ type: 1, event: 'message', name: 'zed', text: 'hello <script>window.__pwned=1</script>' });
   ev({ type: 1, event: 'action', name: 'yan', text: 'waves' });
@@ -595,12 +618,19 @@ async function scripted(ctx, staticBase, shoot) {
 
   await socket.close({ code: 1001, reason: 'going away' });
   await stateIs(page, /^closed — reconnecting in [\d.]+ s$/);
+  await line(page, 'said while you were away', '.history').waitFor({ timeout: RECONNECT_MS });
+  await socket.close({ code: 1001 });
+  await line(page, 'third time').waitFor({ timeout: RECONNECT_MS });
+  for (const text of ['from yesterday', 'said while you were away']) {
+    assert(await line(page, text).count() === 1, `a replay after a reconnect repeats no line: ${text}`);
+  }
   assert(!page.problems.length, page.problems.join('; '));
   await page.close();
 }
 
 main().then(() => process.exit(0), (e) => {
   console.error(`\nFAILED: ${e.message}`);
+  console.log(`browser: ${passed} passed, 1 failed`);
   console.error(`(screenshots and server.log in ${ARTIFACTS})`);
   process.exit(1);
 });
