@@ -135,18 +135,18 @@ function show(m) {
     private: () => [['badge', 'private'], ' ', ['who', String(m.from)], ' → ',
       ['who', String(m.to)], ': ', ['text', text]],
   }[m.event];
-  const li = document.createElement('li');
-  li.className = 'type-' + (Number(m.type) || 0) + (m.history ? ' history' : '') +
+  const row = document.createElement('div');
+  row.className = 'line type-' + (Number(m.type) || 0) + (m.history ? ' history' : '') +
     (m.local ? ' local' : '');
-  li.appendChild(timeOf(m.time, m.history));
+  row.appendChild(timeOf(m.time, m.history));
   const spans = parts ? parts() : [['text', text]];
   if (m.history) spans.unshift(['sr-only', 'earlier: ']); // the fading is not heard
   for (const p of spans) {
     const span = document.createElement('span');
     if (Array.isArray(p)) { span.className = p[0]; span.textContent = p[1]; } else span.textContent = p;
-    li.appendChild(span);
+    row.appendChild(span);
   }
-  log.appendChild(li);
+  log.appendChild(row);
   while (log.children.length > MAX_LINES) log.firstChild.remove();
   if (following) log.scrollTop = log.scrollHeight;
 }

@@ -18,6 +18,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSy
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -29,6 +30,7 @@ const RECONNECT_MS = 25_000; // the page's backoff may have grown to 8 s while t
 const PHONE = { width: 360, height: 640 };
 const DESKTOP = { width: 1000, height: 640 };
 
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const argv = process.argv.slice(2);
 const opt = (name, fallback) => {
   const i = argv.indexOf(name);
@@ -129,7 +131,7 @@ async function check(name, fn) {
 
 // ---------------------------------------------------------------- what a person sees
 
-const line = (page, text, cls = '') => page.locator(`#log li${cls}`, { hasText: text });
+const line = (page, text, cls = '') => page.locator(`#log .line${cls}`, { hasText: text });
 const stateIs = (page, re) => page.locator('#state').filter({ hasText: re }).waitFor({ timeout: WAIT_MS });
 const userNames = (page) => page.locator('#users li').allTextContents();
 
@@ -179,7 +181,7 @@ function measureContrast() {
   const one = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
     (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '');
   const name = (el) => { // a log line's parts are named after their line: li.type-2 .who
-    const li = el.closest('#log li');
+    const li = el.closest('#log .line');
     return li && li !== el ? one(li) + ' ' + one(el) : one(el);
   };
   for (const el of document.querySelectorAll('body *')) {
@@ -203,6 +205,15 @@ function measureContrast() {
   add('focus ring', focus.parentElement, getComputedStyle(focus).outlineColor, 3);
   focus.blur();
   return out;
+}
+
+// axe-core's WCAG 2.1 A/AA and best-practice rules on the page as it is now.
+async function axe(page, label) {
+  await page.evaluate(AXE); // evaluate, not a <script>: the page's CSP forbids inline scripts
+  const found = await page.evaluate(async () => (await window.axe.run(document, {
+    runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
+  })).violations.map((v) => `${v.id} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')})`));
+  assert(!found.length, `axe (${label}): ${found.join('; ')}`);
 }
 
 async function contrast(page, scheme) {
@@ -329,6 +340,11 @@ async function main() {
       assert(roles.join() === 'log,polite,status', `log and state roles: ${roles}`);
     });
 
+    await check('axe-core finds no WCAG A/AA or best-practice violation (desktop, phone)', async () => {
+      await axe(alice, 'desktop');
+      await axe(bob, 'phone');
+    });
+
     await check('Tab walks the page in reading order with a visible focus ring', async () => {
       await bob.locator('h1').click(); // start from the top, as a keyboard user would
       const seen = [];
@@ -386,7 +402,7 @@ async function main() {
       });
 
       await check('changing the name field renames in place (/nick), once', async () => {
-        const notices = await alice.locator('#log li.type-3').count();
+        const notices = await alice.locator('#log .line.type-3').count();
         await alice.locator('#name').fill('alicia');
         await alice.locator('#name').press('Enter');
         await line(bob, 'alicia', '.type-4').waitFor({ timeout: WAIT_MS });
@@ -398,9 +414,9 @@ async function main() {
         assert(await alice.locator('#name').inputValue() === 'alicia', 'the name field shows the new name');
         await say(alice, 'alicia now'); // anything a second /nick caused arrives before this
         await line(alice, 'alicia now', '.type-1').waitFor({ timeout: WAIT_MS });
-        const extra = (await alice.locator('#log li.type-3').allTextContents()).slice(notices);
+        const extra = (await alice.locator('#log .line.type-3').allTextContents()).slice(notices);
         assert(!extra.length, `one rename, no second /nick: ${extra.join('; ')}`);
-        assert(await alice.locator('#log li.type-4').count() === 1, 'exactly one rename line');
+        assert(await alice.locator('#log .line.type-4').count() === 1, 'exactly one rename line');
       });
     }
     await shoot(alice, 'wschat-desktop');
@@ -523,9 +539,9 @@ async function readmeScene(ctx, base, shoot) {
     [sam, 'On it. <b>Tags</b> show as typed, by the way.'],
   ];
   for (const [who, text] of lines) {
-    const before = await priya.locator('#log li').count();
+    const before = await priya.locator('#log .line').count();
     await say(who, text);
-    await until('the line on priya\'s page', async () => (await priya.locator('#log li').count()) > before);
+    await until('the line on priya\'s page', async () => (await priya.locator('#log .line').count()) > before);
   }
   await line(priya, 'Tags', '.type-1').waitFor({ timeout: WAIT_MS });
   await line(priya, 'charger', '.history').waitFor({ timeout: WAIT_MS });
@@ -578,9 +594,9 @@ async function scripted(ctx, staticBase, shoot) {
   ev({ type: 3, event: 'notice', code: 'help', text: 'Commands:\n/nick NEW\n/me ACTION' });
   await line(page, 'Commands:', '.type-3').waitFor({ timeout: WAIT_MS });
 
-  const types = await page.locator('#log li').evaluateAll((lis) => lis.map((li) => li.className));
+  const types = await page.locator('#log .line').evaluateAll((lis) => lis.map((li) => li.className));
   for (const t of [0, 1, 2, 3, 4, 5]) assert(types.some((c) => c.split(' ').includes('type-' + t)), `a type-${t} line: ${types}`);
-  assert(await page.locator('#log li', { hasText: 'never shown' }).count() === 0, '`info` is never used');
+  assert(await page.locator('#log .line', { hasText: 'never shown' }).count() === 0, '`info` is never used');
   assert(await page.locator('#log i, #log script').count() === 0, 'markup in names and texts makes no element');
   assert(await page.evaluate(() => window.__pwned) === undefined, 'nothing ran');
   await line(page, 'x<i>y</i> joined', '.type-0').waitFor();
@@ -597,6 +613,10 @@ async function scripted(ctx, staticBase, shoot) {
 
   await contrast(page, 'light');
   await contrast(page, 'dark');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await axe(page, 'every line type, dark');
+  await shoot(page, 'scripted-all-types-dark');
+  await page.emulateMedia({ colorScheme: null });
 
   await page.locator('#name').fill('mocha');
   await page.locator('#name').press('Enter');
