@@ -36,6 +36,14 @@ const BACKLOG_RETRY_MS: u64 = 5;
 /// Events handled before writing: enough to put many frames into one `send` under load
 /// (corking), few enough that the first of them is not held back long.
 const MAX_EVENTS_PER_ROUND: usize = 1024;
+/// Encoded bytes queued in one round before writing. Bounds what a round adds to each
+/// client's buffer before the sockets get a chance to take it, so the backlog limit measures
+/// what a client failed to take, not the size of a burst.
+const MAX_ROUND_BYTES: usize = 64 * 1024;
+/// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping). Chat traffic is
+/// small; a fixed buffer keeps a stuck client from holding megabytes of kernel memory and
+/// makes its backlog, and the limits on it, start early.
+const CHAT_SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// A client's outgoing buffer keeps its capacity between rounds up to this size; a burst
 /// that grew it further gives the memory back once sent.
 const KEEP_OUT_CAPACITY_BYTES: usize = 64 * 1024;
@@ -107,8 +115,6 @@ struct Client {
     write_closed: bool,
     /// Listed in `Broadcaster::pending`.
     queued: bool,
-    /// Set once the backlog limit is passed: dropped at the next flush.
-    overflowed: bool,
 }
 
 impl Client {
@@ -148,6 +154,25 @@ impl Client {
             }
             Ok(false)
         }
+    }
+}
+
+/// Fixes a socket's kernel send buffer (which otherwise grows to megabytes for a peer that
+/// stops reading), so unsent bytes pile up in the backlog, where the limits apply.
+fn set_send_buffer(stream: &TcpStream, bytes: usize) {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket fd and a pointer to a c_int of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        debug!("SO_SNDBUF: {}", io::Error::last_os_error());
     }
 }
 
@@ -198,6 +223,8 @@ pub(crate) struct Broadcaster {
     next_user_number: u64,
     /// Set by `Event::Shutdown`: when the broadcaster stops waiting for clients to leave.
     shutdown_deadline: Option<Instant>,
+    /// Bytes encoded this round (a broadcast counts once).
+    round_bytes: usize,
 }
 
 impl Broadcaster {
@@ -222,6 +249,7 @@ impl Broadcaster {
             ping_frame,
             next_user_number: 1,
             shutdown_deadline: None,
+            round_bytes: 0,
         }
     }
 
@@ -234,19 +262,28 @@ impl Broadcaster {
             } else {
                 now + Duration::from_millis(BACKLOG_RETRY_MS)
             };
+            // Shutting down ends at the deadline, or sooner when every reader thread has ended
+            // (each holds a sender, so the channel then reports itself disconnected).
             if let Some(deadline) = self.shutdown_deadline {
-                if self.clients.iter().all(Option::is_none) || now >= deadline {
+                if now >= deadline {
                     break;
                 }
                 wake = wake.min(deadline);
             }
             match events.recv_deadline(wake) {
                 Ok(event) => {
+                    self.round_bytes = 0;
                     self.handle(event);
                     // Take whatever else is queued before writing, so that one send per client
                     // carries all the frames of this round.
-                    for event in events.try_iter().take(MAX_EVENTS_PER_ROUND - 1) {
-                        self.handle(event);
+                    for _ in 1..MAX_EVENTS_PER_ROUND {
+                        if self.round_bytes >= MAX_ROUND_BYTES {
+                            break;
+                        }
+                        match events.try_recv() {
+                            Ok(event) => self.handle(event),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -269,6 +306,7 @@ impl Broadcaster {
             Event::Join(join) => self.join(join),
             Event::Text { id, text } => self.text(id, text),
             Event::Send { id, bytes } => {
+                self.round_bytes += bytes.len();
                 if let Some(&slot) = self.by_id.get(&id) {
                     queue(&mut self.clients, &mut self.pending, slot, &bytes);
                 }
@@ -292,7 +330,10 @@ impl Broadcaster {
             endpoint,
         } = join;
         let max_backlog_bytes = match endpoint {
-            Endpoint::Chat { .. } => self.config.max_backlog_bytes,
+            Endpoint::Chat { .. } => {
+                set_send_buffer(&stream, CHAT_SEND_BUFFER_BYTES);
+                self.config.max_backlog_bytes
+            }
             Endpoint::Echo => self.config.echo_max_backlog_bytes,
         };
         let client = Client {
@@ -308,7 +349,6 @@ impl Broadcaster {
             closing: false,
             write_closed: false,
             queued: false,
-            overflowed: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -406,6 +446,7 @@ impl Broadcaster {
             let event = history_event(entry, room, true);
             self.encoder.frame(&mut self.frame, &event, entry.time_ms);
         }
+        self.round_bytes += self.frame.len();
         debug!("-> #{slot} welcome and {} history lines", r.history.len());
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
     }
@@ -566,6 +607,7 @@ impl Broadcaster {
         self.frame.clear();
         let event = ChatEvent::Private { from, to, text };
         self.encoder.frame(&mut self.frame, &event, unix_ms());
+        self.round_bytes += self.frame.len();
         debug!("-> #{slot} and #{to_slot}: {}", frame_text(&self.frame));
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
         if to_slot != slot {
@@ -580,6 +622,7 @@ impl Broadcaster {
         };
         self.frame.clear();
         self.encoder.frame(&mut self.frame, event, unix_ms());
+        self.round_bytes += self.frame.len();
         if log_enabled!(Level::Debug) {
             let n = r.members.len();
             debug!("-> {room} ({n} clients): {}", frame_text(&self.frame));
@@ -595,6 +638,7 @@ impl Broadcaster {
         self.frame.clear();
         let event = ChatEvent::Notice { code, text, users };
         self.encoder.frame(&mut self.frame, &event, unix_ms());
+        self.round_bytes += self.frame.len();
         debug!("-> #{slot}: {}", frame_text(&self.frame));
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
     }
@@ -618,11 +662,18 @@ impl Broadcaster {
     }
 
     /// A reader's Close frame (a reply to the client's, or the server's own for an error).
+    /// When the server had already sent its own Close, this is the client's answer: the close
+    /// handshake is complete and the server closes the connection (RFC 6455 section 7.1.1).
     fn close(&mut self, id: ConnId, bytes: &[u8]) {
-        if let Some(&slot) = self.by_id.get(&id) {
-            queue(&mut self.clients, &mut self.pending, slot, bytes);
-            self.start_closing(slot);
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
+        };
+        if self.clients[slot].as_ref().is_some_and(|c| c.closing) {
+            self.leave(id, "close handshake complete");
+            return;
         }
+        queue(&mut self.clients, &mut self.pending, slot, bytes);
+        self.start_closing(slot);
     }
 
     /// Queues a Close frame from the server itself.
@@ -702,11 +753,6 @@ impl Broadcaster {
                     continue; // a stale entry: this slot was already flushed this round
                 }
                 c.queued = false;
-                if c.overflowed {
-                    let why = format!("backlog over {} bytes", c.max_backlog_bytes);
-                    dead.push((slot, why));
-                    continue;
-                }
                 match c.write_pending() {
                     Ok(true) => {
                         c.backlog_since = None;
@@ -714,6 +760,10 @@ impl Broadcaster {
                             c.write_closed = true;
                             let _ = c.stream.shutdown(Shutdown::Write);
                         }
+                    }
+                    Ok(false) if c.unsent() > c.max_backlog_bytes => {
+                        let why = format!("backlog over {} bytes", c.max_backlog_bytes);
+                        dead.push((slot, why));
                     }
                     Ok(false) => {
                         let since = *c.backlog_since.get_or_insert(now);
@@ -769,14 +819,10 @@ fn queue(clients: &mut [Option<Client>], pending: &mut Vec<Slot>, slot: Slot, by
     let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) else {
         return;
     };
-    if c.closing || c.overflowed {
+    if c.closing {
         return;
     }
-    if c.unsent() + bytes.len() > c.max_backlog_bytes {
-        c.overflowed = true; // dropped at the flush; keep memory bounded until then
-    } else {
-        c.out.extend_from_slice(bytes);
-    }
+    c.out.extend_from_slice(bytes);
     if !c.queued {
         c.queued = true;
         pending.push(slot);

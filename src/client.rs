@@ -365,6 +365,9 @@ fn read_loop(
         }
         let event = match message {
             Message::Text(text) => match route {
+                Route::Chat { .. } if config.panic_on_message.as_deref() == Some(&*text) => {
+                    panic!("fault injection: panic_on_message")
+                }
                 Route::Chat { .. } => match limiter.check(Instant::now()) {
                     Verdict::Allow => Event::Text { id, text },
                     Verdict::Drop { notify: false } => continue,

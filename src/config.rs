@@ -96,6 +96,10 @@ pub struct Config {
     pub history_file: Option<PathBuf>,
     /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
     pub max_rooms: usize,
+    /// Fault injection for tests: a chat line equal to this makes its reader thread panic, to
+    /// check that a panic ends only that connection (with its leave announced).
+    #[doc(hidden)]
+    pub panic_on_message: Option<String>,
 }
 
 impl Default for Config {
@@ -121,6 +125,7 @@ impl Default for Config {
             history: DEFAULT_HISTORY_LINES,
             history_file: None,
             max_rooms: DEFAULT_MAX_ROOMS,
+            panic_on_message: None,
         }
     }
 }

@@ -83,6 +83,18 @@ impl Registry {
     }
 }
 
+/// Stops the server if the broadcaster thread panics: without it no client can be served.
+struct StopOnPanic(StopHandle);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            error!("the broadcaster panicked: stopping the server");
+            self.0.stop();
+        }
+    }
+}
+
 /// Removes a connection from the registry when its reader thread ends, however it ends.
 struct Deregister {
     registry: Arc<Registry>,
@@ -183,10 +195,14 @@ impl Server {
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
         let broadcaster = Broadcaster::new(self.config.clone(), rooms, self.history_file.take());
+        let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
             .stack_size(BROADCASTER_STACK_BYTES)
-            .spawn(move || broadcaster.run(receiver))?;
+            .spawn(move || {
+                let _stop_on_panic = StopOnPanic(stop);
+                broadcaster.run(receiver)
+            })?;
         info!("wschat listening on {}", self.local_addr);
 
         let next_id = AtomicU64::new(1);
@@ -211,14 +227,16 @@ impl Server {
         info!("stopping: no longer accepting");
         let _ = events.send(Event::Shutdown);
         drop(events);
-        if broadcaster.join().is_err() {
-            error!("the broadcaster thread panicked");
-        }
+        let broadcaster_ok = broadcaster.join().is_ok();
         // Connections still in their handshake or downloading the page.
         self.registry.cut_all();
         let left = self.registry.wait_empty(READER_EXIT_WAIT);
         if left > 0 {
             warn!("{left} connection threads did not end in time");
+        }
+        if !broadcaster_ok {
+            // Exit non-zero, so a service manager restarts the server.
+            return Err(io::Error::other("the broadcaster thread panicked"));
         }
         info!("stopped");
         Ok(())

@@ -144,6 +144,7 @@ fn main() -> ExitCode {
         history: cli.history,
         history_file: cli.history_file,
         max_rooms: cli.max_rooms,
+        ..Config::default()
     };
     if let Some(dir) = &config.www_dir {
         if !dir.is_dir() {

@@ -29,6 +29,11 @@ pub fn test_config() -> Config {
 }
 
 pub fn start(config: Config) -> RunningServer {
+    if let Ok(level) = std::env::var("WSCHAT_TEST_LOG") {
+        let _ = simple_logger::SimpleLogger::new()
+            .with_level(level.parse().unwrap_or(log::LevelFilter::Info))
+            .init();
+    }
     Server::bind(config).expect("bind").spawn().expect("spawn")
 }
 
@@ -94,11 +99,14 @@ pub fn recv_event(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// Reads until the server's Close frame; returns it (the connection is then over).
+/// Reads until the server's Close frame and sends the reply, as a browser does; returns it.
 pub fn recv_close(ws: &mut Ws) -> Option<CloseFrame> {
     loop {
         match ws.read() {
-            Ok(Message::Close(frame)) => return frame,
+            Ok(Message::Close(frame)) => {
+                let _ = ws.flush(); // tungstenite queued the reply Close; send it now
+                return frame;
+            }
             Ok(_) => continue,
             Err(e) => panic!("expected a Close frame, got {e}"),
         }
@@ -138,4 +146,124 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A WebSocket upgrade request for `path`; `extra_headers` are whole lines ending in CRLF.
+pub fn upgrade_request(path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         {extra_headers}\r\n"
+    )
+}
+
+/// Opens a WebSocket by hand (a raw socket, for sending frames tungstenite would refuse to
+/// send). Returns the socket just after the server's 101 response, and that response.
+pub fn raw_upgrade(addr: SocketAddr, path: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(upgrade_request(path, "").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "response head ended early"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (stream, head)
+}
+
+/// A client frame: `first` is the whole first byte (FIN, RSV bits, opcode).
+pub fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads one server frame from a raw socket: (first byte, payload).
+pub fn read_raw_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0], payload)
+}
+
+/// Reads raw frames until a Close; returns its code (None for an empty Close).
+pub fn read_raw_close(stream: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (first, payload) = read_raw_frame(stream);
+        if first & 0x0f == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+/// Counts of this process's threads and open file descriptors, and its RSS in KiB.
+pub fn process_usage() -> (usize, usize, u64) {
+    let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    (threads, fds, rss)
+}
+
+/// Sends a request and returns the response head only (for 101 responses, where the
+/// connection stays open).
+pub fn http_head(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
