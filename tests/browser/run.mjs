@@ -14,7 +14,7 @@
 // against a scripted server (playwright's WebSocket routing) whatever the server supports.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -232,6 +232,10 @@ async function contrast(page, scheme) {
 
 async function main() {
   const t0 = Date.now();
+  for (const [what, file, fix] of [['chromium', CHROMIUM, 'apt-get install chromium, or pass --chromium PATH'],
+    ['wschat', SERVER, 'cargo build --release, or pass --server PATH']]) {
+    assert(existsSync(file), `no ${what} at ${file}: ${fix}`);
+  }
   mkdirSync(ARTIFACTS, { recursive: true });
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
