@@ -124,7 +124,13 @@ function assert(ok, message) { if (!ok) throw new Error(message); }
 let passed = 0;
 async function check(name, fn) {
   const t0 = Date.now();
-  await fn();
+  try {
+    await fn();
+  } catch (e) {
+    console.log(`not ok ${passed + 1} - ${name}`);
+    e.message = `${name}: ${e.message}`;
+    throw e;
+  }
   passed++;
   console.log(`ok ${passed} - ${name} (${Date.now() - t0} ms)`);
 }
@@ -132,7 +138,14 @@ async function check(name, fn) {
 // ---------------------------------------------------------------- what a person sees
 
 const line = (page, text, cls = '') => page.locator(`#log .line${cls}`, { hasText: text });
-const stateIs = (page, re) => page.locator('#state').filter({ hasText: re }).waitFor({ timeout: WAIT_MS });
+async function stateIs(page, re, timeout = WAIT_MS) {
+  try {
+    await page.locator('#state').filter({ hasText: re }).waitFor({ timeout });
+  } catch {
+    const now = await page.locator('#state').textContent().catch(() => '?');
+    throw new Error(`the state line never read ${re} within ${timeout} ms; it reads ${JSON.stringify(now)}`);
+  }
+}
 const userNames = (page) => page.locator('#users li').allTextContents();
 
 async function say(page, text) {
@@ -455,7 +468,7 @@ async function main() {
     await check('restarting the server on the same port: the pages reconnect by themselves', async () => {
       const t = Date.now();
       server = await startWschat(port);
-      for (const p of [alice, bob]) await p.locator('#state').filter({ hasText: /^open$/ }).waitFor({ timeout: RECONNECT_MS });
+      for (const p of [alice, bob]) await stateIs(p, /^open$/, RECONNECT_MS);
       console.log(`#   both pages back to "open" ${Date.now() - t} ms after the restart`);
       await say(bob, 'back after the restart');
       await line(alice, 'back after the restart', '.type-1').waitFor({ timeout: WAIT_MS });
@@ -499,6 +512,28 @@ async function main() {
       await until('a WebSocket attempt', () => seen.length);
       assert(seen[0] === 'ws://127.0.0.1:3000/?name=dave&room=x', `connects to ${seen[0]}`);
       await dave.close();
+    });
+
+    await check('reconnect delays double from 0.5 s to a 10 s cap, and reset once a connection opens', async () => {
+      const eve = await ctx.newPage();
+      await eve.clock.install(); // the page's timers run when the test says: no waiting 35 s
+      let accept = false, socket;
+      await eve.routeWebSocket(/:3000\//, (ws) => {
+        socket = ws;
+        if (!accept) return void ws.close({ code: 1011 }); // refused, as by a server that is down
+        ws.send(JSON.stringify({ type: 0, event: 'welcome', name: 'eve', room: 'lobby', users: ['eve'], time: Date.now() }));
+      });
+      await eve.goto(`${staticBase}/?name=eve`);
+      for (const s of ['0.5', '1', '2', '4', '8', '10', '10']) {
+        await stateIs(eve, new RegExp(`^closed — reconnecting in ${s} s$`));
+        await eve.clock.runFor(Number(s) * 1000);
+      }
+      accept = true;
+      await eve.clock.runFor(10_000);
+      await stateIs(eve, /^open$/);
+      await socket.close({ code: 1001 });
+      await stateIs(eve, /^closed — reconnecting in 0.5 s$/);
+      await eve.close();
     });
 
     await check('every event type, shown from a scripted server: lines, people, /nick, limits', async () => {
