@@ -6,9 +6,9 @@
 const FIRST_RETRY_MS = 500;    // first reconnect delay; doubles on each failure...
 const MAX_RETRY_MS = 10000;    // ...up to this, and is reset once a connection opens
 const MAX_LINES = 1000;        // older lines are dropped, so a week-long tab stays light
-// The server's default --max-message-bytes: a larger message makes it close the connection
-// (1009), so the page refuses to send one and keeps it in the input instead.
-const MAX_MESSAGE_BYTES = 4096;
+// The server's --max-message-bytes (its default unless config.js says otherwise): a larger
+// message makes it close the connection (1009), so the page keeps it in the input instead.
+const MAX_MESSAGE_BYTES = (window.WSCHAT_CONFIG && window.WSCHAT_CONFIG.maxMessageBytes) || 4096;
 const STATES = ['connecting', 'open', 'closing', 'closed']; // WebSocket.readyState 0..3
 
 const $ = (id) => document.getElementById(id);
