@@ -630,6 +630,7 @@ async function scripted(ctx, staticBase, shoot) {
   ev({ type: 5, event: 'private', from: 'zed', to: 'mock2', text: 'psst <i>secret</i>' });
   ev({ type: 4, event: 'rename', old: 'yan', name: 'yanni', room: 'lobby' });
   ev({ type: 2, event: 'leave', name: 'zed', room: 'lobby' });
+  ev({ type: 3, event: 'notice', code: 'who', text: 'In lobby: mock2, wil, x<i>y</i>, yanni', users: ['mock2', 'wil', 'x<i>y</i>', 'yanni'] });
   ev({ type: 3, event: 'notice', code: 'help', text: 'Commands:\n/nick NEW\n/me ACTION' });
   await line(page, 'Commands:', '.type-3').waitFor({ timeout: WAIT_MS });
 
@@ -647,7 +648,7 @@ async function scripted(ctx, staticBase, shoot) {
   assert(oldTime.length > 6, `a replay from another day shows its date: ${oldTime}`); // date + time
   assert(await page.locator('#name').inputValue() === 'mock2', 'the name field shows the name the server gave');
   const names = (await userNames(page)).join('|');
-  assert(names === 'mock2 (you)|x<i>y</i>|yanni', `people after enter, rename, leave: ${names}`);
+  assert(names === 'mock2 (you)|wil|x<i>y</i>|yanni', `people after enter, rename, leave, who: ${names}`);
   await shoot(page, 'scripted-all-types');
 
   await contrast(page, 'light');
