@@ -322,11 +322,19 @@ impl Broadcaster {
             Event::Text { id, text } => self.text(id, text),
             Event::Send { id, bytes } => {
                 self.round_bytes += bytes.len();
+                if log_enabled!(Level::Debug) {
+                    debug!("-> #{id}: {}", describe_frames(&bytes));
+                }
                 if let Some(&slot) = self.by_id.get(&id) {
                     queue(&mut self.clients, &mut self.pending, slot, &bytes);
                 }
             }
-            Event::Close { id, bytes } => self.close(id, &bytes),
+            Event::Close { id, bytes } => {
+                if log_enabled!(Level::Debug) {
+                    debug!("-> #{id}: {}", describe_frames(&bytes));
+                }
+                self.close(id, &bytes)
+            }
             Event::Notice { id, code, text } => {
                 if let Some(&slot) = self.by_id.get(&id) {
                     self.notice(slot, code, &text, None);
@@ -462,7 +470,13 @@ impl Broadcaster {
             self.encoder.frame(&mut self.frame, &event, entry.time_ms);
         }
         self.round_bytes += self.frame.len();
-        debug!("-> #{slot} welcome and {} history lines", r.history.len());
+        if log_enabled!(Level::Debug) {
+            debug!(
+                "-> {}: {}",
+                client_label(&self.clients, slot),
+                describe_frames(&self.frame)
+            );
+        }
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
     }
 
@@ -623,7 +637,13 @@ impl Broadcaster {
         let event = ChatEvent::Private { from, to, text };
         self.encoder.frame(&mut self.frame, &event, unix_ms());
         self.round_bytes += self.frame.len();
-        debug!("-> #{slot} and #{to_slot}: {}", frame_text(&self.frame));
+        if log_enabled!(Level::Debug) {
+            let (from, to) = (
+                client_label(&self.clients, slot),
+                client_label(&self.clients, to_slot),
+            );
+            debug!("-> {from} and {to}: {}", describe_frames(&self.frame));
+        }
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
         if to_slot != slot {
             queue(&mut self.clients, &mut self.pending, to_slot, &self.frame);
@@ -639,8 +659,8 @@ impl Broadcaster {
         self.encoder.frame(&mut self.frame, event, unix_ms());
         self.round_bytes += self.frame.len();
         if log_enabled!(Level::Debug) {
-            let n = r.members.len();
-            debug!("-> {room} ({n} clients): {}", frame_text(&self.frame));
+            let n = r.members.len() - usize::from(except.is_some());
+            debug!("-> {room} ({n} clients): {}", describe_frames(&self.frame));
         }
         for &slot in &r.members {
             if Some(slot) != except {
@@ -654,7 +674,13 @@ impl Broadcaster {
         let event = ChatEvent::Notice { code, text, users };
         self.encoder.frame(&mut self.frame, &event, unix_ms());
         self.round_bytes += self.frame.len();
-        debug!("-> #{slot}: {}", frame_text(&self.frame));
+        if log_enabled!(Level::Debug) {
+            debug!(
+                "-> {}: {}",
+                client_label(&self.clients, slot),
+                describe_frames(&self.frame)
+            );
+        }
         queue(&mut self.clients, &mut self.pending, slot, &self.frame);
     }
 
@@ -884,12 +910,42 @@ fn history_event<'e>(entry: &'e Entry, room: &'e str, history: bool) -> ChatEven
     }
 }
 
-/// The payload of one encoded text frame, for debug logs.
-fn frame_text(frame: &[u8]) -> String {
-    let header = match frame.get(1).map(|b| b & 0x7f) {
-        Some(126) => 4,
-        Some(127) => 10,
-        _ => 2,
-    };
-    String::from_utf8_lossy(frame.get(header..).unwrap_or_default()).into_owned()
+/// `#id` of the client in `slot`, for logs.
+fn client_label(clients: &[Option<Client>], slot: Slot) -> String {
+    clients[slot]
+        .as_ref()
+        .map_or_else(|| "(gone)".into(), |c| format!("#{}", c.id))
+}
+
+/// What the server frames in `bytes` are, for the debug log: what a browser's DevTools shows
+/// under Network → WS → Messages.
+fn describe_frames(mut bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let (len, header) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => {
+                let len = u64::from_be_bytes(bytes[2..10].try_into().expect("8 bytes"));
+                (usize::try_from(len).unwrap_or(usize::MAX), 10)
+            }
+            126 | 127 => break,
+            n => (usize::from(n), 2),
+        };
+        let payload = &bytes[header..(header + len).min(bytes.len())];
+        out.push(match bytes[0] & 0x0f {
+            0x1 => format!("text {}", String::from_utf8_lossy(payload)),
+            0x2 => format!("binary ({len} bytes)"),
+            0x8 if payload.len() >= 2 => format!(
+                "close {} {}",
+                u16::from_be_bytes([payload[0], payload[1]]),
+                String::from_utf8_lossy(&payload[2..])
+            ),
+            0x8 => "close".into(),
+            0x9 => format!("ping ({len} bytes)"),
+            0xA => format!("pong ({len} bytes)"),
+            op => format!("opcode {op} ({len} bytes)"),
+        });
+        bytes = &bytes[(header + len).min(bytes.len())..];
+    }
+    out.join(" | ")
 }

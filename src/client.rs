@@ -124,17 +124,22 @@ struct LeaveGuard<'a> {
 
 impl Drop for LeaveGuard<'_> {
     fn drop(&mut self) {
-        if self.joined {
-            let reason = if std::thread::panicking() {
-                "internal error (reader panicked)".to_string()
-            } else {
-                std::mem::take(&mut self.reason)
-            };
-            let _ = self.events.send(Event::Leave {
-                id: self.id,
-                reason,
-            });
+        if !self.joined {
+            return;
         }
+        let reason = if std::thread::panicking() {
+            // The client hears 1011 rather than a dropped connection.
+            let mut bytes = Vec::new();
+            protocol::encode_close(&mut bytes, close_code::INTERNAL_ERROR, "internal error");
+            let _ = self.events.send(Event::Close { id: self.id, bytes });
+            "internal error (reader panicked)".to_string()
+        } else {
+            std::mem::take(&mut self.reason)
+        };
+        let _ = self.events.send(Event::Leave {
+            id: self.id,
+            reason,
+        });
     }
 }
 
@@ -174,7 +179,7 @@ fn open(id: ConnId, stream: &TcpStream, peer: SocketAddr, config: &Config) -> Op
         }
     };
     if !head.wants_websocket {
-        let status = www::serve(stream, &head, config.www_dir.as_deref());
+        let status = www::serve(stream, &head, config);
         info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
         return None;
     }

@@ -2,9 +2,9 @@
 //!
 //! Plain data owned by the broadcaster thread (so no locks): it touches no socket and no file.
 //! A room exists while it has members or remembered lines; an empty room with no history is
-//! dropped at once, so empty rooms cost nothing.
+//! dropped at once, so empty rooms cost nothing. Room names, like nicknames, ignore case
+//! (`Pi-Club` is `pi-club`); a room keeps the spelling of whoever opened it.
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -32,7 +32,10 @@ pub(crate) struct Room {
 
 /// Every room.
 pub(crate) struct Rooms {
+    /// Keyed by each room's own spelling, which `open` hands out and callers use after.
     map: HashMap<Arc<str>, Room>,
+    /// Lower-cased name → the room's own spelling, to find a room whatever the case.
+    folded: HashMap<String, Arc<str>>,
     max_rooms: usize,
     history_len: usize,
     clock: u64,
@@ -46,37 +49,55 @@ impl Rooms {
         loaded.sort_by_key(|(_, h)| std::cmp::Reverse(h.back().map_or(0, |e| e.time_ms)));
         let mut rooms = Rooms {
             map: HashMap::new(),
+            folded: HashMap::new(),
             max_rooms,
             history_len,
             clock: 0,
         };
         for (name, history) in loaded.into_iter().take(max_rooms) {
+            if rooms.folded.contains_key(&name.to_lowercase()) {
+                continue; // the same room in another case: its newer lines were kept
+            }
             let keep = history.len().saturating_sub(history_len);
-            let history = history.into_iter().skip(keep).collect();
-            rooms.map.insert(
-                name.into(),
-                Room {
-                    history,
-                    ..Room::default()
-                },
-            );
+            let key = rooms.insert(&name);
+            if let Some(room) = rooms.map.get_mut(&key) {
+                room.history = history.into_iter().skip(keep).collect();
+            }
         }
         rooms
     }
 
-    /// The room called `name`, if it exists.
+    /// The room whose own spelling is `name` (as `open` returned it), if it exists.
     pub fn get(&self, name: &str) -> Option<&Room> {
         self.map.get(name)
     }
 
-    /// The key of room `name`, created if needed. At the room cap, an idle room (no members)
-    /// is forgotten to make space; `None` when every room has members. The default room is
-    /// always available.
+    fn insert(&mut self, name: &str) -> Arc<str> {
+        let key: Arc<str> = name.into();
+        self.folded.insert(name.to_lowercase(), key.clone());
+        let room = Room {
+            last_used: self.clock,
+            ..Room::default()
+        };
+        self.map.insert(key.clone(), room);
+        key
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.map.remove(key);
+        self.folded.remove(&key.to_lowercase());
+    }
+
+    /// The room called `name` (in any case), created if needed; returns its own spelling,
+    /// the key for every other call. At the room cap, an idle room (no members) is forgotten
+    /// to make space; `None` when every room has members. The default room always opens.
     pub fn open(&mut self, name: &str) -> Option<Arc<str>> {
         self.clock += 1;
-        if let Some(room) = self.map.get_mut(name) {
-            room.last_used = self.clock;
-            return self.map.get_key_value(name).map(|(key, _)| key.clone());
+        if let Some(key) = self.folded.get(&name.to_lowercase()).cloned() {
+            if let Some(room) = self.map.get_mut(&key) {
+                room.last_used = self.clock;
+            }
+            return Some(key);
         }
         if self.map.len() >= self.max_rooms && name != DEFAULT_ROOM {
             let idle = self
@@ -85,15 +106,9 @@ impl Rooms {
                 .filter(|(_, r)| r.members.is_empty())
                 .min_by_key(|(_, r)| r.last_used)
                 .map(|(k, _)| k.clone())?;
-            self.map.remove(&idle);
+            self.forget(&idle);
         }
-        let key: Arc<str> = name.into();
-        let room = Room {
-            last_used: self.clock,
-            ..Room::default()
-        };
-        self.map.insert(key.clone(), room);
-        Some(key)
+        Some(self.insert(name))
     }
 
     /// True when someone in `room` is called `name` (ignoring case), other than `except`.
@@ -119,14 +134,13 @@ impl Rooms {
 
     /// Takes `slot` out of `room`; a room left with no members and no history is dropped.
     pub fn remove(&mut self, room: &str, slot: Slot, name: &str) {
-        let MapEntry::Occupied(mut entry) = self.map.entry(room.into()) else {
+        let Some(r) = self.map.get_mut(room) else {
             return;
         };
-        let r = entry.get_mut();
         r.members.retain(|&s| s != slot);
         r.names.remove(&name.to_lowercase());
         if r.members.is_empty() && r.history.is_empty() {
-            entry.remove();
+            self.forget(room);
         }
     }
 
@@ -229,6 +243,19 @@ mod tests {
         // Every room has members now: no new room, but the default room still opens.
         assert!(rooms.open("another").is_none());
         assert!(rooms.open(DEFAULT_ROOM).is_some());
+    }
+
+    #[test]
+    fn room_names_ignore_case_and_keep_the_first_spelling() {
+        let mut rooms = Rooms::new(10, 0, Loaded::new());
+        let key = rooms.open("Pi-Club").unwrap();
+        rooms.add(&key, 1, "a");
+        assert_eq!(&*rooms.open("pi-club").unwrap(), "Pi-Club");
+        assert_eq!(&*rooms.open("PI-CLUB").unwrap(), "Pi-Club");
+        assert_eq!(rooms.len(), 1);
+        rooms.remove(&key, 1, "a");
+        assert_eq!(rooms.len(), 0);
+        assert_eq!(&*rooms.open("pi-CLUB").unwrap(), "pi-CLUB");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::http::{self, RequestHead};
 
 include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
@@ -17,8 +18,16 @@ include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
 /// WebSocket is on the same origin). A plain static server sends the file from `www/`,
 /// which says it did not.
 const SERVER_CONFIG_PATH: &str = "config.js";
-const SERVER_CONFIG_JS: &[u8] =
-    b"// Served by wschat: the chat's WebSocket is on this page's own origin.\nwindow.WSCHAT_CONFIG = { servedByWschat: true };\n";
+
+/// The `config.js` wschat serves: the WebSocket is on the page's own origin, and the page
+/// learns the message size limit so it can refuse a long message before sending it.
+fn server_config_js(max_message_bytes: usize) -> Vec<u8> {
+    format!(
+        "// Served by wschat: the chat's WebSocket is on this page's own origin.\n\
+         window.WSCHAT_CONFIG = {{ servedByWschat: true, maxMessageBytes: {max_message_bytes} }};\n"
+    )
+    .into_bytes()
+}
 
 /// Keeps pages from inline scripts and foreign hosts: defence in depth should markup ever
 /// reach a page. `ws:`/`wss:` stay open so `?ws=` can point anywhere.
@@ -28,7 +37,7 @@ const HTML_SECURITY_HEADERS: &str =
      Referrer-Policy: no-referrer\r\n";
 
 /// Answers one plain HTTP request; returns the status sent, for the log.
-pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, www_dir: Option<&Path>) -> u16 {
+pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, config: &Config) -> u16 {
     let send_body = match head.method.as_str() {
         "GET" => true,
         "HEAD" => false,
@@ -42,9 +51,9 @@ pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, www_dir: Option<&Pat
         return 404;
     };
     let body = if rel == SERVER_CONFIG_PATH {
-        Some(SERVER_CONFIG_JS.to_vec())
+        Some(server_config_js(config.max_message_bytes))
     } else {
-        match www_dir {
+        match config.www_dir.as_deref() {
             Some(dir) => read_from_disk(dir, &rel),
             None => embedded(&rel).map(<[u8]>::to_vec),
         }

@@ -108,6 +108,7 @@ fn the_page_is_served_with_content_types() {
     // The page learns it was served by wschat (so its WebSocket is on the same origin).
     let (_, _, body) = http_get(addr, "/config.js");
     assert!(body.contains("servedByWschat: true"), "{body}");
+    assert!(body.contains("maxMessageBytes: 4096"), "{body}");
     // The query string is not part of the file name.
     assert_eq!(http_get(addr, "/?name=alice").0, 200);
 }

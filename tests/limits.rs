@@ -248,6 +248,8 @@ fn a_panicking_reader_ends_only_its_connection_and_its_leave_is_announced() {
     let (mut b, _) = join(addr, "b");
     recv_json(&mut a);
     send_text(&mut b, "trigger the fault");
+    // b hears why (1011), the room hears b leave, and everyone else carries on.
+    assert_eq!(recv_close(&mut b).unwrap().code, CloseCode::Error);
     assert_eq!(recv_event(&mut a, "leave")["info"], "b leaves.");
     send_text(&mut a, "after the panic");
     assert_eq!(recv_event(&mut a, "message")["text"], "after the panic");
