@@ -1,5 +1,6 @@
 //! The `wschat` command: parses flags (each also read from a `WSCHAT_*` environment
-//! variable), sets up logging and signals, and runs the server. Everything else is the library.
+//! variable), sets up logging, signals and the file-descriptor limit, and runs the server.
+//! Everything else is the library.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -12,102 +13,114 @@ use wschat::config::{self, Config};
 
 /// A small, fast, blocking WebSocket chat server with its own chat page.
 ///
-/// Open http://localhost:3000/ in two browser tabs and chat. The page is also served to any
-/// static server from www/; the WebSocket endpoints are / (chat), /echo and /scream.
+/// Open http://localhost:3000/ in two browser tabs and chat. WebSocket endpoints: / (the chat;
+/// ?name=, ?room=), /echo and /scream. Every flag can also be set from the environment variable
+/// shown with it; a flag given on the command line wins.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, max_term_width = 100)]
 struct Cli {
-    /// Port to listen on.
-    #[arg(long, short, env = "WSCHAT_PORT", default_value_t = config::DEFAULT_PORT)]
+    /// Port to listen on
+    #[arg(long, short, env = "WSCHAT_PORT", default_value_t = config::DEFAULT_PORT, help_heading = "Network")]
     port: u16,
 
-    /// Address to bind (0.0.0.0 for every IPv4 interface, :: for IPv6, 127.0.0.1 for this
-    /// machine only).
-    #[arg(long, env = "WSCHAT_BIND", default_value_t = config::DEFAULT_BIND)]
+    /// Address to bind: 0.0.0.0 for every IPv4 interface, :: for IPv6, 127.0.0.1 for this
+    /// machine only
+    #[arg(long, env = "WSCHAT_BIND", default_value_t = config::DEFAULT_BIND, help_heading = "Network")]
     bind: IpAddr,
 
-    /// Serve the page from this directory instead of the copy built into the binary.
-    #[arg(long, env = "WSCHAT_WWW", value_name = "DIR")]
-    www: Option<PathBuf>,
-
-    /// Connections held at once (chat, echo and page downloads); the next one gets HTTP 503.
-    #[arg(long, env = "WSCHAT_MAX_CLIENTS", value_name = "N", default_value_t = config::DEFAULT_MAX_CLIENTS)]
-    max_clients: usize,
-
-    /// Largest chat message in bytes; a larger one closes the connection with 1009.
-    #[arg(long, env = "WSCHAT_MAX_MESSAGE_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_MESSAGE_BYTES)]
-    max_message_bytes: usize,
-
-    /// Largest /echo and /scream message in bytes (the Autobahn TestSuite sends 16 MiB).
-    #[arg(long, env = "WSCHAT_ECHO_MAX_MESSAGE_BYTES", value_name = "N", default_value_t = config::DEFAULT_ECHO_MAX_MESSAGE_BYTES)]
-    echo_max_message_bytes: usize,
-
-    /// Chat messages per second per client (token bucket); 0 turns the limit off.
-    #[arg(long, env = "WSCHAT_RATE_LIMIT", value_name = "N", default_value_t = config::DEFAULT_RATE_LIMIT_PER_SEC)]
-    rate_limit: u32,
-
-    /// Chat messages a client may send in a burst before the rate limit applies.
-    #[arg(long, env = "WSCHAT_RATE_BURST", value_name = "N", default_value_t = config::DEFAULT_RATE_BURST)]
-    rate_burst: u32,
-
-    /// A client over the rate limit for this long is disconnected with close 1008.
-    #[arg(long, env = "WSCHAT_FLOOD_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_FLOOD_TIMEOUT_SECS))]
-    flood_timeout: Secs,
-
-    /// Time a new connection has to send its request (HTTP 408 after it).
-    #[arg(long, env = "WSCHAT_HANDSHAKE_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_HANDSHAKE_TIMEOUT_SECS))]
-    handshake_timeout: Secs,
-
-    /// Largest HTTP request head in bytes (HTTP 431 above it).
-    #[arg(long, env = "WSCHAT_MAX_REQUEST_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_REQUEST_BYTES)]
-    max_request_bytes: usize,
-
-    /// Seconds between server pings; a client silent for twice this is disconnected.
-    #[arg(long, env = "WSCHAT_PING_INTERVAL", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_PING_INTERVAL_SECS))]
-    ping_interval: Secs,
-
-    /// Unsent bytes a chat client may have queued before it is dropped as stuck.
-    #[arg(long, env = "WSCHAT_MAX_BACKLOG_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_BACKLOG_BYTES)]
-    max_backlog_bytes: usize,
-
-    /// Unsent bytes an /echo client may have queued before it is dropped.
-    #[arg(long, env = "WSCHAT_ECHO_MAX_BACKLOG_BYTES", value_name = "N", default_value_t = config::DEFAULT_ECHO_MAX_BACKLOG_BYTES)]
-    echo_max_backlog_bytes: usize,
-
-    /// A client whose unsent bytes stay queued this long is dropped as stuck.
-    #[arg(long, env = "WSCHAT_BACKLOG_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_BACKLOG_TIMEOUT_SECS))]
-    backlog_timeout: Secs,
-
-    /// Allow WebSockets only from this page origin (repeatable, or comma-separated in the
-    /// environment variable). Without it any origin may connect.
+    /// Allow WebSockets only from this page origin, e.g. https://chat.example.org (repeatable,
+    /// comma-separated in the variable); without it any origin may connect
     #[arg(
         long = "allow-origin",
         env = "WSCHAT_ALLOW_ORIGIN",
         value_name = "URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        help_heading = "Network"
     )]
     allow_origins: Vec<String>,
 
-    /// On shutdown, seconds clients get to answer the Close before sockets are cut.
-    #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS))]
-    shutdown_grace: Secs,
+    /// Serve the page from this directory instead of the copy built into the binary
+    #[arg(long, env = "WSCHAT_WWW", value_name = "DIR", help_heading = "Chat")]
+    www: Option<PathBuf>,
 
-    /// Chat lines each room remembers and replays to newcomers; 0 turns history off.
-    #[arg(long, env = "WSCHAT_HISTORY", value_name = "N", default_value_t = config::DEFAULT_HISTORY_LINES)]
+    /// Chat lines each room replays to newcomers; 0 turns history off
+    #[arg(long, env = "WSCHAT_HISTORY", value_name = "N", default_value_t = config::DEFAULT_HISTORY_LINES, help_heading = "Chat")]
     history: usize,
 
-    /// Append chat lines to this JSON-lines file and reload them at start-up, so a restart
-    /// loses nothing.
-    #[arg(long, env = "WSCHAT_HISTORY_FILE", value_name = "PATH")]
+    /// Keep history in this JSON-lines file and reload it at start-up, so a restart loses
+    /// nothing
+    #[arg(
+        long,
+        env = "WSCHAT_HISTORY_FILE",
+        value_name = "PATH",
+        help_heading = "Chat"
+    )]
     history_file: Option<PathBuf>,
 
-    /// Rooms that may exist at once; past it an idle room is forgotten to make space.
-    #[arg(long, env = "WSCHAT_MAX_ROOMS", value_name = "N", default_value_t = config::DEFAULT_MAX_ROOMS)]
+    /// Rooms at once; past it an idle room is forgotten to make space
+    #[arg(long, env = "WSCHAT_MAX_ROOMS", value_name = "N", default_value_t = config::DEFAULT_MAX_ROOMS, help_heading = "Chat")]
     max_rooms: usize,
 
-    /// Log level: error, warn, info, debug (every frame in and out) or trace. Overrides
-    /// RUST_LOG.
-    #[arg(long, env = "WSCHAT_LOG_LEVEL", value_name = "LEVEL")]
+    /// Connections at once (chat, echo and page downloads); the next gets HTTP 503
+    #[arg(long, env = "WSCHAT_MAX_CLIENTS", value_name = "N", default_value_t = config::DEFAULT_MAX_CLIENTS, help_heading = "Limits")]
+    max_clients: usize,
+
+    /// Largest chat message in bytes; larger closes the connection with 1009
+    #[arg(long, env = "WSCHAT_MAX_MESSAGE_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_MESSAGE_BYTES, help_heading = "Limits")]
+    max_message_bytes: usize,
+
+    /// Largest /echo and /scream message in bytes (the Autobahn TestSuite sends 16 MiB)
+    #[arg(long, env = "WSCHAT_ECHO_MAX_MESSAGE_BYTES", value_name = "N", default_value_t = config::DEFAULT_ECHO_MAX_MESSAGE_BYTES, help_heading = "Limits")]
+    echo_max_message_bytes: usize,
+
+    /// Chat messages per second per client (token bucket); 0 turns the limit off
+    #[arg(long, env = "WSCHAT_RATE_LIMIT", value_name = "N", default_value_t = config::DEFAULT_RATE_LIMIT_PER_SEC, help_heading = "Limits")]
+    rate_limit: u32,
+
+    /// Chat messages a client may send at once before the rate limit applies
+    #[arg(long, env = "WSCHAT_RATE_BURST", value_name = "N", default_value_t = config::DEFAULT_RATE_BURST, help_heading = "Limits")]
+    rate_burst: u32,
+
+    /// Unsent bytes a chat client may have queued before it is dropped as stuck
+    #[arg(long, env = "WSCHAT_MAX_BACKLOG_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_BACKLOG_BYTES, help_heading = "Limits")]
+    max_backlog_bytes: usize,
+
+    /// Unsent bytes an /echo client may have queued before it is dropped
+    #[arg(long, env = "WSCHAT_ECHO_MAX_BACKLOG_BYTES", value_name = "N", default_value_t = config::DEFAULT_ECHO_MAX_BACKLOG_BYTES, help_heading = "Limits")]
+    echo_max_backlog_bytes: usize,
+
+    /// Largest HTTP request head in bytes (HTTP 431 above it)
+    #[arg(long, env = "WSCHAT_MAX_REQUEST_BYTES", value_name = "N", default_value_t = config::DEFAULT_MAX_REQUEST_BYTES, help_heading = "Limits")]
+    max_request_bytes: usize,
+
+    /// Seconds between server pings; a client silent for twice this is disconnected
+    #[arg(long, env = "WSCHAT_PING_INTERVAL", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_PING_INTERVAL_SECS), help_heading = "Timeouts")]
+    ping_interval: Secs,
+
+    /// Seconds a new connection has to send its request (HTTP 408 after it)
+    #[arg(long, env = "WSCHAT_HANDSHAKE_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_HANDSHAKE_TIMEOUT_SECS), help_heading = "Timeouts")]
+    handshake_timeout: Secs,
+
+    /// Seconds a client's unsent bytes may stay queued before it is dropped as stuck
+    #[arg(long, env = "WSCHAT_BACKLOG_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_BACKLOG_TIMEOUT_SECS), help_heading = "Timeouts")]
+    backlog_timeout: Secs,
+
+    /// Seconds over the rate limit before a client is disconnected with close 1008
+    #[arg(long, env = "WSCHAT_FLOOD_TIMEOUT", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_FLOOD_TIMEOUT_SECS), help_heading = "Timeouts")]
+    flood_timeout: Secs,
+
+    /// On SIGINT or SIGTERM, seconds clients get to answer the Close 1001 before sockets are
+    /// cut
+    #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS), help_heading = "Timeouts")]
+    shutdown_grace: Secs,
+
+    /// error, warn, info, debug (every frame in and out) or trace [default: info, or RUST_LOG]
+    #[arg(
+        long,
+        env = "WSCHAT_LOG_LEVEL",
+        value_name = "LEVEL",
+        help_heading = "Logging"
+    )]
     log_level: Option<LevelFilter>,
 }
 
@@ -152,10 +165,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    raise_fd_limit(config.max_clients);
     let server = match wschat::Server::bind(config) {
         Ok(server) => server,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("wschat: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            eprintln!("wschat: cannot listen on {}:{}: {e}", cli.bind, cli.port);
+            eprintln!("wschat: cannot start on {}:{}: {e}", cli.bind, cli.port);
             return ExitCode::FAILURE;
         }
     };
@@ -186,6 +204,37 @@ fn main() -> ExitCode {
             eprintln!("wschat: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Each connection holds one file descriptor: raise the soft limit (often 1024) to the hard
+/// one, and warn when even that is too low for `--max-clients`.
+fn raise_fd_limit(max_clients: usize) {
+    /// Descriptors the server needs besides one per connection (listener, logs, history).
+    const SPARE_FDS: u64 = 32;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct given; no other memory is touched.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            }
+        }
+    }
+    let needed = max_clients as u64 + SPARE_FDS;
+    if limit.rlim_cur < needed {
+        log::warn!(
+            "the open-file limit is {}, below the {needed} that --max-clients {max_clients} needs: \
+             connections past it will fail (raise it with `ulimit -n` or LimitNOFILE=)",
+            limit.rlim_cur
+        );
     }
 }
 

@@ -123,7 +123,9 @@ function receive(data) {
 
 // One event as one line: [time] then parts, each a string or [className, string].
 function show(m) {
-  const name = String(m.name || ''), text = String(m.text || '');
+  // A classic server (the tutorial's, examples/broadcast.rs) sends only type and info.
+  const classic = !m.event && typeof m.info === 'string';
+  const name = String(m.name || ''), text = classic ? unescapeInfo(m.info) : String(m.text || '');
   const where = m.room || 'lobby';
   const parts = {
     welcome: () => ['Welcome to ' + where + ', ', ['who', name], '. ' + here(m.users)],
@@ -172,6 +174,13 @@ function timeOf(ms, withDay) {
   const today = d.toDateString() === new Date().toDateString();
   el.textContent = withDay && !today ? d.toLocaleDateString() + ' ' + hm : hm;
   return el;
+}
+
+// `info` is HTML-escaped for pages that use innerHTML; this page shows text, so undo the
+// five entities (textContent then shows `<b>` as typed, and runs nothing).
+function unescapeInfo(info) {
+  return info.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'").replace(/&amp;/g, '&');
 }
 
 // A line from the page itself (not the server), styled as a notice.

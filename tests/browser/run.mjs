@@ -631,8 +631,12 @@ async function scripted(ctx, staticBase, shoot) {
   ev({ type: 4, event: 'rename', old: 'yan', name: 'yanni', room: 'lobby' });
   ev({ type: 2, event: 'leave', name: 'zed', room: 'lobby' });
   ev({ type: 3, event: 'notice', code: 'who', text: 'In lobby: mock2, wil, x<i>y</i>, yanni', users: ['mock2', 'wil', 'x<i>y</i>', 'yanni'] });
+  // A classic server's line (type and HTML-escaped info only, like examples/broadcast.rs):
+  // shown as the text it stands for, still as text.
+  socket.send(JSON.stringify({ type: 1, info: 'user9: &lt;b&gt;bold&lt;/b&gt; &amp; &quot;q&quot; &#39;s&#39;' }));
   ev({ type: 3, event: 'notice', code: 'help', text: 'Commands:\n/nick NEW\n/me ACTION' });
   await line(page, 'Commands:', '.type-3').waitFor({ timeout: WAIT_MS });
+  await line(page, `user9: <b>bold</b> & "q" 's'`, '.type-1').waitFor();
 
   const types = await page.locator('#log .line').evaluateAll((lis) => lis.map((li) => li.className));
   for (const t of [0, 1, 2, 3, 4, 5]) assert(types.some((c) => c.split(' ').includes('type-' + t)), `a type-${t} line: ${types}`);
