@@ -211,7 +211,7 @@ fn main() -> ExitCode {
 /// one, and warn when even that is too low for `--max-clients`.
 fn raise_fd_limit(max_clients: usize) {
     /// Descriptors the server needs besides one per connection (listener, logs, history).
-    const SPARE_FDS: u64 = 32;
+    const SPARE_FDS: usize = 32;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -228,7 +228,7 @@ fn raise_fd_limit(max_clients: usize) {
             }
         }
     }
-    let needed = max_clients as u64 + SPARE_FDS;
+    let needed = max_clients.saturating_add(SPARE_FDS) as libc::rlim_t;
     if limit.rlim_cur < needed {
         log::warn!(
             "the open-file limit is {}, below the {needed} that --max-clients {max_clients} needs: \
