@@ -129,6 +129,20 @@ impl Server {
     /// Checks `config`, loads the history file if there is one, and binds the address. Fails
     /// with `InvalidInput` for a bad config, and with the OS error when the history file
     /// cannot be read or written or the address cannot be bound (`AddrInUse`).
+    ///
+    /// ```
+    /// use wschat::{Config, Server};
+    /// let server = Server::bind(Config { bind: [127, 0, 0, 1].into(), port: 0, ..Config::default() })?;
+    /// assert_ne!(server.local_addr().port(), 0);
+    ///
+    /// let taken = server.local_addr().port();
+    /// let again = Server::bind(Config { bind: [127, 0, 0, 1].into(), port: taken, ..Config::default() });
+    /// assert_eq!(again.err().unwrap().kind(), std::io::ErrorKind::AddrInUse);
+    ///
+    /// let bad = Server::bind(Config { max_clients: 0, ..Config::default() });
+    /// assert_eq!(bad.err().unwrap().kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn bind(config: Config) -> io::Result<Server> {
         config
             .validate()
@@ -175,6 +189,17 @@ impl Server {
     }
 
     /// Runs the server on a background thread and returns at once.
+    ///
+    /// ```
+    /// let config = wschat::Config { bind: [127, 0, 0, 1].into(), port: 0, ..Default::default() };
+    /// let server = wschat::Server::bind(config)?.spawn()?;
+    /// let (mut echo, _) = tungstenite::connect(format!("ws://{}/echo", server.local_addr())).unwrap();
+    /// echo.send(tungstenite::Message::text("hello")).unwrap();
+    /// assert_eq!(echo.read().unwrap(), tungstenite::Message::text("hello"));
+    /// drop(echo);
+    /// server.stop()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn spawn(self) -> io::Result<RunningServer> {
         let local_addr = self.local_addr;
         let stop = self.stop.clone();
@@ -313,6 +338,17 @@ impl StopHandle {
     /// Asks the server to stop: it stops accepting, sends every client Close 1001, and
     /// `run` returns once the grace period is over or every client has gone. Returns at once;
     /// calling it again does nothing.
+    ///
+    /// ```
+    /// use std::thread;
+    /// let server = wschat::Server::bind(wschat::Config { port: 0, ..Default::default() })?;
+    /// let stop = server.stop_handle();
+    /// let running = thread::spawn(move || server.run());
+    /// stop.stop(); // from any thread; a signal handler does the same
+    /// running.join().unwrap()?;
+    /// assert!(stop.is_stopping());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn stop(&self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;

@@ -35,6 +35,14 @@ pub mod close_code {
 ///
 /// Server frames are never masked, so the bytes are the same for every recipient: a broadcast
 /// is encoded once and the same bytes are written to each socket.
+///
+/// ```
+/// use wschat::protocol::{encode_frame, Opcode};
+/// let mut out = Vec::new();
+/// encode_frame(&mut out, Opcode::Text, b"hi");
+/// // FIN + text opcode, unmasked length 2, then the payload.
+/// assert_eq!(out, [0x81, 0x02, b'h', b'i']);
+/// ```
 pub fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
     let header = FrameHeader {
         opcode: match opcode {
@@ -55,6 +63,13 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
 
 /// Appends a Close frame with `code` and a reason (cut to fit the 125-byte control frame limit
 /// on a character boundary).
+///
+/// ```
+/// use wschat::protocol::{close_code, encode_close};
+/// let mut out = Vec::new();
+/// encode_close(&mut out, close_code::GOING_AWAY, "bye");
+/// assert_eq!(out, [0x88, 5, 0x03, 0xE9, b'b', b'y', b'e']); // 0x03E9 = 1001
+/// ```
 pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -84,6 +99,13 @@ pub enum Opcode {
 /// Checks a requested nickname: surrounding whitespace is trimmed, and what is left must be
 /// 1 to [`MAX_NAME_CHARS`] characters with no control characters. Returns the name to use, or
 /// `None` when the server must pick one.
+///
+/// ```
+/// use wschat::protocol::clean_name;
+/// assert_eq!(clean_name("  ada lovelace "), Some("ada lovelace"));
+/// assert_eq!(clean_name("bell\u{7}"), None); // a control character
+/// assert_eq!(clean_name(&"x".repeat(33)), None); // too long
+/// ```
 pub fn clean_name(raw: &str) -> Option<&str> {
     let name = raw.trim();
     let chars = name.chars().count();
@@ -93,6 +115,13 @@ pub fn clean_name(raw: &str) -> Option<&str> {
 
 /// Returns `base`, or `base` with the smallest numeric suffix (2, 3, …) that `taken` does not
 /// reject, keeping the result within [`MAX_NAME_CHARS`].
+///
+/// ```
+/// use wschat::protocol::unique_name;
+/// let taken = ["ada", "ada2"];
+/// assert_eq!(unique_name("ada", |n| taken.contains(&n)), "ada3");
+/// assert_eq!(unique_name("bob", |n| taken.contains(&n)), "bob");
+/// ```
 pub fn unique_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
     if !taken(base) {
         return base.to_string();
@@ -113,6 +142,12 @@ pub fn unique_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
 ///
 /// The classic chat page inserts `info` with `innerHTML`; escaped, the text shows as typed and
 /// runs nothing.
+///
+/// ```
+/// let mut info = String::from("eve: ");
+/// wschat::protocol::html_escape_into(&mut info, "<img src=x onerror=alert(1)>");
+/// assert_eq!(info, "eve: &lt;img src=x onerror=alert(1)&gt;");
+/// ```
 pub fn html_escape_into(out: &mut String, text: &str) {
     let mut last = 0;
     for (i, b) in text.bytes().enumerate() {
@@ -255,6 +290,17 @@ struct Wire<'a> {
 }
 
 /// Turns chat events into frames, reusing its buffers so the hot path does not allocate.
+///
+/// ```
+/// use wschat::protocol::{ChatEvent, Encoder};
+/// let mut encoder = Encoder::new();
+/// let event = ChatEvent::Message { name: "ada", text: "hi <3", room: "lobby", history: false };
+/// let json = std::str::from_utf8(encoder.json(&event, 1_700_000_000_000)).unwrap();
+/// assert_eq!(
+///     json,
+///     r#"{"type":1,"info":"ada: hi &lt;3","event":"message","name":"ada","text":"hi <3","room":"lobby","time":1700000000000}"#
+/// );
+/// ```
 #[derive(Default)]
 pub struct Encoder {
     info: String,
