@@ -8,12 +8,15 @@
 //! 101 response). After the handshake its `WebSocket` sits on a [`ReadSide`], whose `Write`
 //! goes into a buffer instead of the socket: the Pong and Close replies tungstenite produces
 //! are handed to the broadcaster as bytes, and every other reply is encoded here and handed
-//! over the same way. The broadcaster is the only writer from then on.
+//! over the same way (for a socket.io client: the Engine.IO open packet, the answer to its
+//! CONNECT, v3 pongs, acknowledgements). The broadcaster is the only writer from then on.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use log::{debug, info, log_enabled, Level};
@@ -27,6 +30,7 @@ use crate::broadcaster::{ConnId, Endpoint, Event, Join};
 use crate::config::Config;
 use crate::http::{self, HeadError};
 use crate::protocol::{self, close_code, Opcode};
+use crate::socketio::{self, Eio, Session, Step};
 use crate::www;
 
 /// Bytes tungstenite reads per `read(2)`. It is allocated (and zero-filled on every read) per
@@ -45,6 +49,12 @@ const FLOOD_QUIET: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Chat {
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    },
+    /// The chat, for a socket.io client (`/socket.io/`).
+    SocketIo {
+        eio: Eio,
         requested_name: Option<String>,
         requested_room: Option<String>,
     },
@@ -178,6 +188,27 @@ fn open(id: ConnId, stream: &TcpStream, peer: SocketAddr, config: &Config) -> Op
             return None;
         }
     };
+    if !head.wants_websocket && socketio::is_socketio_path(head.path()) {
+        // A polling request (a client created without transports: ['websocket']), or a page
+        // asking for the client library: say what to do instead.
+        let query = head.target.split_once('?').map_or("", |(_, q)| q);
+        let (status, reason) = socketio::http_refusal(head.path(), query);
+        let body = format!("{status} {}: {reason}\n", http::reason_phrase(status));
+        // Readable by a page on another origin, so the reason shows in its developer tools.
+        let _ = http::write_response(
+            stream,
+            status,
+            "text/plain; charset=utf-8",
+            "Access-Control-Allow-Origin: *\r\n",
+            body.as_bytes(),
+            head.method != "HEAD",
+        );
+        info!(
+            "#{id} {peer} {} {} -> {status}: {reason}",
+            head.method, head.target
+        );
+        return None;
+    }
     if !head.wants_websocket {
         let status = www::serve(stream, &head, config);
         info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
@@ -196,6 +227,8 @@ fn serve(
     config: &Config,
     events: &Sender<Event>,
 ) {
+    let mut session = None;
+    let mut socketio_enter = None;
     let endpoint = match &route {
         Route::Chat {
             requested_name,
@@ -204,10 +237,25 @@ fn serve(
             requested_name: requested_name.clone(),
             requested_room: requested_room.clone(),
         },
+        Route::SocketIo {
+            eio,
+            requested_name,
+            requested_room,
+        } => {
+            let (name, room) = (requested_name.clone(), requested_room.clone());
+            let mut s = Session::new(*eio, new_sid(id), name, room);
+            let (greeting, enter) = socketio_greeting(id, &mut s, config);
+            (session, socketio_enter) = (Some(s), enter);
+            Endpoint::SocketIo {
+                eio: *eio,
+                greeting,
+            }
+        }
         Route::Echo | Route::Scream => Endpoint::Echo,
     };
+    // A socket.io client's maxPayload: the limit is on the whole frame, `42["message","…"]`.
     let max_message_bytes = match route {
-        Route::Chat { .. } => config.max_message_bytes,
+        Route::Chat { .. } | Route::SocketIo { .. } => config.max_message_bytes,
         Route::Echo | Route::Scream => config.echo_max_message_bytes,
     };
     let ws_config = WebSocketConfig::default()
@@ -234,6 +282,11 @@ fn serve(
         return; // the server is stopping
     }
     guard.joined = true;
+    if let Some(enter) = socketio_enter {
+        if events.send(enter).is_err() {
+            return;
+        }
+    }
 
     let side = ReadSide {
         stream: stream.clone(),
@@ -241,7 +294,7 @@ fn serve(
     };
     let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config));
     release_unused_stack();
-    let end = read_loop(id, &mut ws, &route, config, events);
+    let end = read_loop(id, &mut ws, &route, session.as_mut(), config, events);
 
     let reason = match end {
         End::Replied(bytes) => {
@@ -331,12 +384,24 @@ fn route_request(req: &Request, config: &Config) -> Result<Route, ErrorResponse>
                 .or_else(|| http::query_param(query, "username")),
             requested_room: http::query_param(query, "room"),
         },
+        "/socket.io/" | "/socket.io" => match socketio::check_query(query) {
+            Ok(eio) => Route::SocketIo {
+                eio,
+                requested_name: http::query_param(query, "username")
+                    .or_else(|| http::query_param(query, "name")),
+                requested_room: http::query_param(query, "room"),
+            },
+            Err(reason) => return Err(refuse(StatusCode::BAD_REQUEST, reason)),
+        },
         "/echo" => Route::Echo,
         "/scream" => Route::Scream,
         other => {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
-                format!("no WebSocket endpoint at {other}: use /, /echo or /scream"),
+                format!(
+                    "no WebSocket endpoint at {other}: use /, /echo, /scream or {} (socket.io)",
+                    socketio::PATH
+                ),
             ))
         }
     };
@@ -376,6 +441,7 @@ fn read_loop(
     id: ConnId,
     ws: &mut WebSocket<ReadSide>,
     route: &Route,
+    mut session: Option<&mut Session>,
     config: &Config,
     events: &Sender<Event>,
 ) -> End {
@@ -388,6 +454,12 @@ fn read_loop(
         if log_enabled!(Level::Debug) {
             debug!("#{id} <- {}", describe(&message));
         }
+        if let (Message::Text(text), Some(session)) = (&message, session.as_deref_mut()) {
+            match socketio_text(id, text, session, &mut limiter, config, events) {
+                Ok(()) => continue,
+                Err(end) => return end,
+            }
+        }
         let event = match message {
             Message::Text(text) => match route {
                 Route::Chat { .. } if config.panic_on_message.as_deref() == Some(&*text) => {
@@ -396,27 +468,21 @@ fn read_loop(
                 Route::Chat { .. } => match limiter.check(Instant::now()) {
                     Verdict::Allow => Event::Text { id, text },
                     Verdict::Drop { notify: false } => continue,
-                    Verdict::Drop { notify: true } => Event::Notice {
-                        id,
-                        code: "rate-limited",
-                        text: format!(
-                            "Slow down: at most {} messages a second (bursts of {}). \
-                             Messages over the limit are not sent.",
-                            config.rate_limit_per_sec, config.rate_burst
-                        ),
-                    },
-                    Verdict::Flooding => {
-                        return End::Close(
-                            close_code::POLICY_VIOLATION,
-                            "flooding: too many messages for too long".into(),
-                        )
-                    }
+                    Verdict::Drop { notify: true } => rate_limited(id, config),
+                    Verdict::Flooding => return flooding(),
                 },
                 Route::Echo => reply(id, Opcode::Text, text.as_bytes()),
                 Route::Scream => reply(id, Opcode::Text, scream(&text).as_bytes()),
+                Route::SocketIo { .. } => unreachable!("socket.io text is handled above"),
             },
             Message::Binary(data) => match route {
                 Route::Echo => reply(id, Opcode::Binary, &data),
+                Route::SocketIo { .. } => {
+                    return End::Close(
+                        close_code::UNSUPPORTED_DATA,
+                        "binary attachments are not supported: emit text".into(),
+                    )
+                }
                 _ => {
                     return End::Close(
                         close_code::UNSUPPORTED_DATA,
@@ -443,6 +509,137 @@ fn read_loop(
             return End::Gone("server stopped".into());
         }
     }
+}
+
+/// One text frame from a socket.io client: an Engine.IO heartbeat, entering or leaving the
+/// chat, or a chat message, which passes the same rate limit as a raw client's. Frames for the
+/// client go to the broadcaster as `Send` events; `Err` ends the connection. Kept out of line
+/// so its JSON parsing does not deepen the read loop's stack frame for raw clients.
+#[inline(never)]
+fn socketio_text(
+    id: ConnId,
+    text: &str,
+    session: &mut Session,
+    limiter: &mut RateLimiter,
+    config: &Config,
+    events: &Sender<Event>,
+) -> Result<(), End> {
+    let step = session
+        .on_text(text)
+        .map_err(|m| End::Close(m.code, format!("socket.io: {}", m.reason)))?;
+    let send = |event| {
+        events
+            .send(event)
+            .map_err(|_| End::Gone("server stopped".into()))
+    };
+    match step {
+        Step::Nothing => Ok(()),
+        Step::Reply(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+        Step::Enter {
+            reply: packet,
+            name,
+            room,
+        } => {
+            let (requested_name, requested_room) = (name, room);
+            send(reply(id, Opcode::Text, packet.as_bytes()))?;
+            send(Event::Enter {
+                id,
+                requested_name,
+                requested_room,
+            })
+        }
+        Step::Part => send(Event::Part { id }),
+        Step::Close => Err(End::Close(
+            close_code::NORMAL,
+            "socket.io: the client closed the session".into(),
+        )),
+        Step::NotText => send(Event::Notice {
+            id,
+            code: "usage",
+            text: "emit('message', text) takes a string.".into(),
+        }),
+        Step::Say { text, ack } => {
+            if config.panic_on_message.as_deref() == Some(&*text) {
+                panic!("fault injection: panic_on_message")
+            }
+            match limiter.check(Instant::now()) {
+                Verdict::Allow => {
+                    send(Event::Text {
+                        id,
+                        text: text.into(),
+                    })?;
+                    match ack {
+                        Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+                        None => Ok(()),
+                    }
+                }
+                Verdict::Drop { notify: false } => Ok(()),
+                Verdict::Drop { notify: true } => send(rate_limited(id, config)),
+                Verdict::Flooding => Err(flooding()),
+            }
+        }
+    }
+}
+
+/// The first frames of a socket.io session: the Engine.IO open packet, and for EIO=3 the
+/// CONNECT of the default namespace, which that version's server sends unasked (then the
+/// client enters the chat at once: the `Enter` event to send after the `Join`). The heartbeat
+/// fits the chat's: pings every `ping_interval`, and a pingTimeout that makes the client's
+/// limit (interval + timeout) the reader's idle timeout.
+fn socketio_greeting(
+    id: ConnId,
+    session: &mut Session,
+    config: &Config,
+) -> (Vec<u8>, Option<Event>) {
+    let interval = config.ping_interval.as_millis();
+    let timeout = config.idle_timeout().as_millis() - interval;
+    let eio = session.eio();
+    let max_payload = config.max_message_bytes;
+    let open = socketio::open_packet(eio, &new_sid(id), interval, timeout, max_payload);
+    let mut greeting = Vec::new();
+    protocol::encode_frame(&mut greeting, Opcode::Text, open.as_bytes());
+    let mut enter = None;
+    if eio == Eio::V3 {
+        if let Step::Enter { reply, name, room } = session.connect(None) {
+            protocol::encode_frame(&mut greeting, Opcode::Text, reply.as_bytes());
+            enter = Some(Event::Enter {
+                id,
+                requested_name: name,
+                requested_room: room,
+            });
+        }
+    }
+    (greeting, enter)
+}
+
+/// A fresh session id: 16 hex digits, unpredictable (std's per-process random hash keys) and
+/// distinct per connection.
+fn new_sid(id: ConnId) -> String {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(id);
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    hasher.write_u128(now.map_or(0, |d| d.as_nanos()));
+    format!("{:016x}", hasher.finish())
+}
+
+/// The notice a client gets (at most once a second) when the rate limit drops its message.
+fn rate_limited(id: ConnId, config: &Config) -> Event {
+    Event::Notice {
+        id,
+        code: "rate-limited",
+        text: format!(
+            "Slow down: at most {} messages a second (bursts of {}). \
+             Messages over the limit are not sent.",
+            config.rate_limit_per_sec, config.rate_burst
+        ),
+    }
+}
+
+fn flooding() -> End {
+    End::Close(
+        close_code::POLICY_VIOLATION,
+        "flooding: too many messages for too long".into(),
+    )
 }
 
 /// The classic teaching transformation: "hi" → "HI!!!".
