@@ -532,6 +532,39 @@ mod tests {
     }
 
     #[test]
+    fn socketio_frames_carry_the_line_and_the_object() {
+        let mut enc = Encoder::new();
+        let payload = |out: &[u8]| {
+            assert_eq!(out[0], 0x81, "one final text frame");
+            assert_eq!(usize::from(out[1]), out.len() - 2);
+            String::from_utf8(out[2..].to_vec()).unwrap()
+        };
+        let mut out = Vec::new();
+        enc.frame_as(Wire::SocketIo, &mut out, &message("a<b", "hi", false), 7);
+        let text = payload(&out);
+        let args: Value = serde_json::from_str(text.strip_prefix("42").unwrap()).unwrap();
+        assert_eq!(
+            args,
+            json!(["message", "a&lt;b: hi", {"type":1,"info":"a&lt;b: hi","event":"message",
+                   "name":"a<b","text":"hi","room":"lobby","time":7}])
+        );
+        // Types 3 and up go out under their own name, with the object alone.
+        let mut out = Vec::new();
+        let rename = ChatEvent::Rename {
+            old: "a",
+            name: "b",
+            room: "r",
+        };
+        enc.frame_as(Wire::SocketIo, &mut out, &rename, 7);
+        assert!(payload(&out).starts_with(r#"42["rename",{"type":4,"#));
+        // The classic format is what `frame` writes.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        enc.frame_as(Wire::Classic, &mut a, &rename, 7);
+        enc.frame(&mut b, &rename, 7);
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn type_and_info_come_first() {
         let mut enc = Encoder::new();
         let enter = ChatEvent::Enter {
