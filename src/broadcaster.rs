@@ -409,31 +409,17 @@ impl Broadcaster {
             peer,
             endpoint,
         } = join;
-        let (wire, heartbeat, max_backlog_bytes) = match endpoint {
-            Endpoint::Chat { .. } => (
-                Wire::Classic,
-                Heartbeat::Ping,
-                self.config.max_backlog_bytes,
-            ),
-            Endpoint::SocketIo { eio: Eio::V4, .. } => (
-                Wire::SocketIo,
-                Heartbeat::EngineIoPing,
-                self.config.max_backlog_bytes,
-            ),
-            Endpoint::SocketIo { eio: Eio::V3, .. } => (
-                Wire::SocketIo,
-                Heartbeat::None,
-                self.config.max_backlog_bytes,
-            ),
-            Endpoint::Echo => (
-                Wire::Classic,
-                Heartbeat::Ping,
-                self.config.echo_max_backlog_bytes,
-            ),
+        let (wire, heartbeat) = match endpoint {
+            Endpoint::Chat { .. } | Endpoint::Echo => (Wire::Classic, Heartbeat::Ping),
+            Endpoint::SocketIo { eio: Eio::V4, .. } => (Wire::SocketIo, Heartbeat::EngineIoPing),
+            Endpoint::SocketIo { eio: Eio::V3, .. } => (Wire::SocketIo, Heartbeat::None),
         };
-        if !matches!(endpoint, Endpoint::Echo) {
+        let max_backlog_bytes = if let Endpoint::Echo = endpoint {
+            self.config.echo_max_backlog_bytes
+        } else {
             set_send_buffer(&stream, CHAT_SEND_BUFFER_BYTES);
-        }
+            self.config.max_backlog_bytes
+        };
         let client = Client {
             id,
             fd: stream.as_raw_fd(),
@@ -750,7 +736,7 @@ impl Broadcaster {
         } else {
             &[slot, to_slot]
         };
-        self.send_to(recipients, &event, "(private)");
+        self.send_to(recipients, &event);
     }
 
     /// Queues `event` for everyone in `room` but `except`: encoded once per wire format (only
@@ -777,7 +763,7 @@ impl Broadcaster {
     }
 
     /// Queues `event` for the clients in `slots` (each in its own format).
-    fn send_to(&mut self, slots: &[Slot], event: &ChatEvent<'_>, what: &str) {
+    fn send_to(&mut self, slots: &[Slot], event: &ChatEvent<'_>) {
         let sent = send_event(
             &mut self.clients,
             &mut self.pending,
@@ -792,7 +778,7 @@ impl Broadcaster {
                 .iter()
                 .map(|&s| client_label(&self.clients, s))
                 .collect();
-            self.log_sent(&format!("{} {what}", labels.join(" and ")));
+            self.log_sent(&labels.join(" and "));
         }
     }
 
@@ -807,7 +793,7 @@ impl Broadcaster {
 
     fn notice(&mut self, slot: Slot, code: &str, text: &str, users: Option<&[&str]>) {
         let event = ChatEvent::Notice { code, text, users };
-        self.send_to(&[slot], &event, "");
+        self.send_to(&[slot], &event);
     }
 
     fn flush_history(&mut self) {

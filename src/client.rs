@@ -52,12 +52,9 @@ enum Route {
         requested_name: Option<String>,
         requested_room: Option<String>,
     },
-    /// The chat, for a socket.io client (`/socket.io/`).
-    SocketIo {
-        eio: Eio,
-        requested_name: Option<String>,
-        requested_room: Option<String>,
-    },
+    /// The chat, for a socket.io client (`/socket.io/`): its session holds the name and room
+    /// asked for.
+    SocketIo(Session),
     Echo,
     Scream,
 }
@@ -223,13 +220,12 @@ fn serve(
     id: ConnId,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
-    route: Route,
+    mut route: Route,
     config: &Config,
     events: &Sender<Event>,
 ) {
-    let mut session = None;
     let mut socketio_enter = None;
-    let endpoint = match &route {
+    let endpoint = match &mut route {
         Route::Chat {
             requested_name,
             requested_room,
@@ -237,17 +233,11 @@ fn serve(
             requested_name: requested_name.clone(),
             requested_room: requested_room.clone(),
         },
-        Route::SocketIo {
-            eio,
-            requested_name,
-            requested_room,
-        } => {
-            let (name, room) = (requested_name.clone(), requested_room.clone());
-            let mut s = Session::new(*eio, new_sid(id), name, room);
-            let (greeting, enter) = socketio_greeting(id, &mut s, config);
-            (session, socketio_enter) = (Some(s), enter);
+        Route::SocketIo(session) => {
+            let (greeting, enter) = socketio_greeting(id, session, config);
+            socketio_enter = enter;
             Endpoint::SocketIo {
-                eio: *eio,
+                eio: session.eio(),
                 greeting,
             }
         }
@@ -255,7 +245,7 @@ fn serve(
     };
     // A socket.io client's maxPayload: the limit is on the whole frame, `42["message","…"]`.
     let max_message_bytes = match route {
-        Route::Chat { .. } | Route::SocketIo { .. } => config.max_message_bytes,
+        Route::Chat { .. } | Route::SocketIo(_) => config.max_message_bytes,
         Route::Echo | Route::Scream => config.echo_max_message_bytes,
     };
     let ws_config = WebSocketConfig::default()
@@ -294,7 +284,7 @@ fn serve(
     };
     let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config));
     release_unused_stack();
-    let end = read_loop(id, &mut ws, &route, session.as_mut(), config, events);
+    let end = read_loop(id, &mut ws, &mut route, config, events);
 
     let reason = match end {
         End::Replied(bytes) => {
@@ -385,12 +375,12 @@ fn route_request(req: &Request, config: &Config) -> Result<Route, ErrorResponse>
             requested_room: http::query_param(query, "room"),
         },
         "/socket.io/" | "/socket.io" => match socketio::check_query(query) {
-            Ok(eio) => Route::SocketIo {
+            Ok(eio) => Route::SocketIo(Session::new(
                 eio,
-                requested_name: http::query_param(query, "username")
-                    .or_else(|| http::query_param(query, "name")),
-                requested_room: http::query_param(query, "room"),
-            },
+                new_sid(),
+                http::query_param(query, "username").or_else(|| http::query_param(query, "name")),
+                http::query_param(query, "room"),
+            )),
             Err(reason) => return Err(refuse(StatusCode::BAD_REQUEST, reason)),
         },
         "/echo" => Route::Echo,
@@ -440,8 +430,7 @@ fn refuse(status: StatusCode, message: String) -> ErrorResponse {
 fn read_loop(
     id: ConnId,
     ws: &mut WebSocket<ReadSide>,
-    route: &Route,
-    mut session: Option<&mut Session>,
+    route: &mut Route,
     config: &Config,
     events: &Sender<Event>,
 ) -> End {
@@ -454,14 +443,14 @@ fn read_loop(
         if log_enabled!(Level::Debug) {
             debug!("#{id} <- {}", describe(&message));
         }
-        if let (Message::Text(text), Some(session)) = (&message, session.as_deref_mut()) {
-            match socketio_text(id, text, session, &mut limiter, config, events) {
-                Ok(()) => continue,
-                Err(end) => return end,
-            }
-        }
         let event = match message {
             Message::Text(text) => match route {
+                Route::SocketIo(session) => {
+                    match socketio_text(id, &text, session, &mut limiter, config, events) {
+                        Ok(()) => continue,
+                        Err(end) => return end,
+                    }
+                }
                 Route::Chat { .. } if config.panic_on_message.as_deref() == Some(&*text) => {
                     panic!("fault injection: panic_on_message")
                 }
@@ -473,11 +462,10 @@ fn read_loop(
                 },
                 Route::Echo => reply(id, Opcode::Text, text.as_bytes()),
                 Route::Scream => reply(id, Opcode::Text, scream(&text).as_bytes()),
-                Route::SocketIo { .. } => unreachable!("socket.io text is handled above"),
             },
             Message::Binary(data) => match route {
                 Route::Echo => reply(id, Opcode::Binary, &data),
-                Route::SocketIo { .. } => {
+                Route::SocketIo(_) => {
                     return End::Close(
                         close_code::UNSUPPORTED_DATA,
                         "binary attachments are not supported: emit text".into(),
@@ -595,7 +583,7 @@ fn socketio_greeting(
     let timeout = config.idle_timeout().as_millis() - interval;
     let eio = session.eio();
     let max_payload = config.max_message_bytes;
-    let open = socketio::open_packet(eio, &new_sid(id), interval, timeout, max_payload);
+    let open = socketio::open_packet(eio, &new_sid(), interval, timeout, max_payload);
     let mut greeting = Vec::new();
     protocol::encode_frame(&mut greeting, Opcode::Text, open.as_bytes());
     let mut enter = None;
@@ -612,11 +600,10 @@ fn socketio_greeting(
     (greeting, enter)
 }
 
-/// A fresh session id: 16 hex digits, unpredictable (std's per-process random hash keys) and
-/// distinct per connection.
-fn new_sid(id: ConnId) -> String {
+/// A fresh session id: 16 hex digits from std's randomly keyed hasher (keys differ per thread
+/// and per call) over the time, so ids are unpredictable and distinct.
+fn new_sid() -> String {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(id);
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
     hasher.write_u128(now.map_or(0, |d| d.as_nanos()));
     format!("{:016x}", hasher.finish())

@@ -377,7 +377,7 @@ pub(crate) enum Step {
 /// A socket.io client's session, as its reader follows it: the protocol version, the name and
 /// room its handshake asked for, and whether it is in the default namespace (and so in the
 /// chat).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Session {
     eio: Eio,
     /// The Socket.IO session id `40{"sid":…}` gives (v5; distinct from the Engine.IO sid).
@@ -681,6 +681,69 @@ mod tests {
             1003
         );
         assert_eq!(code(parse(Eio::V4, "461-0[]")), 1003);
+    }
+
+    /// Every prefix and many mutations of valid packets, through both versions' sessions in
+    /// both states: an answer or a close code, never a panic.
+    #[test]
+    fn mutated_packets_never_panic() {
+        let valid = [
+            "40",
+            r#"40{"username":"a","room":"r"}"#,
+            "40/admin?x=1,",
+            "41",
+            r#"42["message","hé \"q\""]"#,
+            r#"4212["message","x",{"a":[1,2]}]"#,
+            r#"42/chat,3["message","x"]"#,
+            "431[]",
+            r#"451-["message",{"_placeholder":true,"num":0}]"#,
+            "2probe",
+            "3",
+            "6",
+            "1",
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet: Vec<char> = r#"0123456789[]{}",/-?é "#.chars().collect();
+        let mut cases = 0;
+        for packet in valid {
+            let chars: Vec<char> = packet.chars().collect();
+            let mut inputs: Vec<String> = (0..=chars.len())
+                .map(|n| chars[..n].iter().collect())
+                .collect();
+            for _ in 0..300 {
+                let mut c = chars.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % (c.len() + 1);
+                    let ch = alphabet[(next() as usize) % alphabet.len()];
+                    match next() % 3 {
+                        0 if at < c.len() => c[at] = ch,
+                        1 if at < c.len() => drop(c.remove(at)),
+                        _ => c.insert(at, ch),
+                    }
+                }
+                inputs.push(c.into_iter().collect());
+            }
+            for input in &inputs {
+                for eio in [Eio::V3, Eio::V4] {
+                    let mut fresh = Session::new(eio, "s".into(), None, None);
+                    let mut joined = fresh.clone();
+                    joined.connect(None);
+                    for session in [&mut fresh, &mut joined] {
+                        if let Err(m) = session.on_text(input) {
+                            assert!([1002, 1003].contains(&m.code), "{input:?}: {m:?}");
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert!(cases > 10_000, "{cases}");
     }
 
     #[test]
