@@ -520,6 +520,15 @@ fn socketio_text(
             .send(event)
             .map_err(|_| End::Gone("server stopped".into()))
     };
+    if matches!(step, Step::Say { .. } | Step::NotText) {
+        // Both count against the rate limit, as every line a raw client sends does.
+        match limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop { notify: false } => return Ok(()),
+            Verdict::Drop { notify: true } => return send(rate_limited(id, config)),
+            Verdict::Flooding => return Err(flooding()),
+        }
+    }
     match step {
         Step::Nothing => Ok(()),
         Step::Reply(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
@@ -528,12 +537,11 @@ fn socketio_text(
             name,
             room,
         } => {
-            let (requested_name, requested_room) = (name, room);
             send(reply(id, Opcode::Text, packet.as_bytes()))?;
             send(Event::Enter {
                 id,
-                requested_name,
-                requested_room,
+                requested_name: name,
+                requested_room: room,
             })
         }
         Step::Part => send(Event::Part { id }),
@@ -550,20 +558,13 @@ fn socketio_text(
             if config.panic_on_message.as_deref() == Some(&*text) {
                 panic!("fault injection: panic_on_message")
             }
-            match limiter.check(Instant::now()) {
-                Verdict::Allow => {
-                    send(Event::Text {
-                        id,
-                        text: text.into(),
-                    })?;
-                    match ack {
-                        Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
-                        None => Ok(()),
-                    }
-                }
-                Verdict::Drop { notify: false } => Ok(()),
-                Verdict::Drop { notify: true } => send(rate_limited(id, config)),
-                Verdict::Flooding => Err(flooding()),
+            send(Event::Text {
+                id,
+                text: text.into(),
+            })?;
+            match ack {
+                Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+                None => Ok(()),
             }
         }
     }

@@ -327,6 +327,19 @@ fn the_rate_limit_applies_to_socketio_messages() {
     assert_eq!(recv_event(&mut sio, "message")[0], "fast: m0");
     assert_eq!(recv_event(&mut sio, "message")[0], "fast: m1");
     assert_eq!(recv_event(&mut sio, "notice")[0]["code"], "rate-limited");
+
+    // Messages that are not text count too: their usage notices cannot be had without limit.
+    let (mut other, _) = sio_join(server.local_addr(), "username=odd");
+    for _ in 0..3 {
+        send_text(&mut other, r#"42["message",5]"#);
+    }
+    let codes: Vec<Value> = (0..3)
+        .map(|_| recv_event(&mut other, "notice")[0]["code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [json!("usage"), json!("usage"), json!("rate-limited")]
+    );
 }
 
 /// A raw socket client that completes the v5 handshake and reads its own enter line; nothing
