@@ -496,3 +496,21 @@ fn malformed_packets_close_only_that_client() {
     let leaves = seen.iter().filter(|e| *e == "leave").count();
     assert_eq!((enters, leaves), (10, 10), "{seen:?}");
 }
+
+#[test]
+fn a_panicking_socketio_reader_ends_only_its_connection() {
+    let config = Config {
+        panic_on_message: Some("trigger the fault".into()),
+        ..test_config()
+    };
+    let server = start(config);
+    let addr = server.local_addr();
+    let (mut raw, _) = join(addr, "raw");
+    let (mut sio, _) = sio_join(addr, "username=doomed");
+    recv_event_json(&mut raw, "enter");
+    emit(&mut sio, "message", "trigger the fault");
+    assert_eq!(recv_close(&mut sio).map(|f| u16::from(f.code)), Some(1011));
+    assert_eq!(recv_event_json(&mut raw, "leave")["name"], "doomed");
+    send_text(&mut raw, "still here");
+    assert_eq!(recv_event_json(&mut raw, "message")["text"], "still here");
+}
