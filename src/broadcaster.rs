@@ -1,14 +1,16 @@
 //! Broadcaster: the one thread that writes to client sockets once their handshake is done.
 //!
-//! Owns the set of connected clients: each one's write side (a shared `TcpStream`), its name
-//! and room, and its unsent bytes. Client readers report what happened over one channel of
-//! [`Event`]s; the broadcaster decides who gets what, encodes each event once, and writes the
-//! same bytes to every recipient with non-blocking `send(2)`. It never reads a socket and never
+//! Owns the set of connected clients: each one's write side (a shared `TcpStream`), its wire
+//! format (classic JSON or Socket.IO), its name and room, and its unsent bytes. Client readers
+//! report what happened over one channel of [`Event`]s; the broadcaster decides who gets what,
+//! encodes each event once per wire format its recipients use, and writes the same bytes to
+//! every recipient of that format with non-blocking `send(2)`. It never reads a socket and never
 //! blocks on one: a client that stops reading only grows its own backlog until it is dropped.
 //!
 //! Being the only writer is what keeps frames whole: Pong replies and the Close handshake
-//! also reach the broadcaster as bytes from the readers, so no two threads ever write to one
-//! socket and bytes of two frames can never interleave.
+//! (and for socket.io clients the Engine.IO open packet, CONNECT answers and v3 pongs) also
+//! reach the broadcaster as bytes from the readers, so no two threads ever write to one socket
+//! and bytes of two frames can never interleave.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
@@ -25,8 +27,9 @@ use tungstenite::Utf8Bytes;
 use crate::commands::{self, Line};
 use crate::config::Config;
 use crate::history::{Entry, HistoryFile, Kind};
-use crate::protocol::{self, close_code, ChatEvent, Encoder, Opcode};
+use crate::protocol::{self, close_code, ChatEvent, Encoder, Opcode, Wire};
 use crate::rooms::{Rooms, Slot, DEFAULT_ROOM};
+use crate::socketio::{self, Eio};
 
 /// Identifies one accepted connection for its whole life; never reused.
 pub(crate) type ConnId = u64;
@@ -55,6 +58,15 @@ const KEEP_OUT_CAPACITY_BYTES: usize = 0;
 pub(crate) enum Event {
     /// A handshake finished. Always a reader's first event.
     Join(Join),
+    /// A socket.io client connected to the default namespace: it enters the chat with the
+    /// name and room it asked for (unchecked). Raw chat clients enter with their `Join`.
+    Enter {
+        id: ConnId,
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    },
+    /// A socket.io client left the default namespace: it leaves the chat, the connection stays.
+    Part { id: ConnId },
     /// A chat message from a chat client.
     Text { id: ConnId, text: Utf8Bytes },
     /// Complete frames for this client alone (echo replies, Pong), written as they are.
@@ -83,11 +95,14 @@ pub(crate) struct Join {
 
 /// What a connection is, as far as the broadcaster cares.
 pub(crate) enum Endpoint {
-    /// A chat client, with the name and room it asked for (unchecked).
+    /// A chat client, with the name and room it asked for (unchecked): enters the chat at once.
     Chat {
         requested_name: Option<String>,
         requested_room: Option<String>,
     },
+    /// A socket.io client: `greeting` is its first frames (the Engine.IO open packet, and for
+    /// EIO=3 the CONNECT of `/`). It enters the chat on `Event::Enter`.
+    SocketIo { eio: Eio, greeting: Vec<u8> },
     /// `/echo` or `/scream`: gets only the frames its reader sends.
     Echo,
 }
@@ -98,12 +113,27 @@ struct Member {
     room: Arc<str>,
 }
 
+/// What the heartbeat tick sends a client, so that a live client sends something back and its
+/// reader's idle timeout (twice the ping interval) only ends dead connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heartbeat {
+    /// A WebSocket Ping: browsers and WebSocket libraries answer Pong by themselves.
+    Ping,
+    /// The Engine.IO v4 ping packet `2`: socket.io-client v3 and v4 answer `3`.
+    EngineIoPing,
+    /// Nothing: an EIO=3 client (socket.io-client v2) pings by itself, its reader answers.
+    None,
+}
+
 /// One connected client, as the broadcaster sees it.
 struct Client {
     id: ConnId,
     stream: Arc<TcpStream>,
     fd: RawFd,
     peer: SocketAddr,
+    /// The format it reads chat events in.
+    wire: Wire,
+    heartbeat: Heartbeat,
     /// Set for chat clients while they are in a room.
     member: Option<Member>,
     /// Bytes to send; `out[written..]` is still unsent.
@@ -227,9 +257,13 @@ pub(crate) struct Broadcaster {
     /// Clients with unsent bytes.
     pending: Vec<Slot>,
     encoder: Encoder,
-    /// One encoded event, shared by all its recipients.
+    /// One encoded event, shared by all its classic recipients.
     frame: Vec<u8>,
+    /// The same event for its socket.io recipients.
+    socketio_frame: Vec<u8>,
     ping_frame: Vec<u8>,
+    /// The Engine.IO v4 ping packet, as a text frame.
+    engineio_ping_frame: Vec<u8>,
     next_ping: Instant,
     /// Next number for an automatic `userN` name.
     next_user_number: u64,
@@ -249,6 +283,12 @@ impl Broadcaster {
     ) -> Self {
         let mut ping_frame = Vec::new();
         protocol::encode_frame(&mut ping_frame, Opcode::Ping, b"");
+        let mut engineio_ping_frame = Vec::new();
+        protocol::encode_frame(
+            &mut engineio_ping_frame,
+            Opcode::Text,
+            socketio::PING.as_bytes(),
+        );
         Broadcaster {
             next_ping: Instant::now() + config.ping_interval,
             config,
@@ -260,7 +300,9 @@ impl Broadcaster {
             pending: Vec::new(),
             encoder: Encoder::new(),
             frame: Vec::new(),
+            socketio_frame: Vec::new(),
             ping_frame,
+            engineio_ping_frame,
             next_user_number: 1,
             shutdown_deadline: None,
             round_bytes: 0,
@@ -319,6 +361,21 @@ impl Broadcaster {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Join(join) => self.join(join),
+            Event::Enter {
+                id,
+                requested_name,
+                requested_room,
+            } => {
+                if let Some(&slot) = self.by_id.get(&id) {
+                    self.enter(slot, requested_name, requested_room);
+                }
+            }
+            Event::Part { id } => {
+                if let Some(&slot) = self.by_id.get(&id) {
+                    self.leave_room(slot);
+                    info!("#{id} left the chat (Socket.IO DISCONNECT)");
+                }
+            }
             Event::Text { id, text } => self.text(id, text),
             Event::Send { id, bytes } => {
                 self.round_bytes += bytes.len();
@@ -352,18 +409,24 @@ impl Broadcaster {
             peer,
             endpoint,
         } = join;
-        let max_backlog_bytes = match endpoint {
-            Endpoint::Chat { .. } => {
-                set_send_buffer(&stream, CHAT_SEND_BUFFER_BYTES);
-                self.config.max_backlog_bytes
-            }
-            Endpoint::Echo => self.config.echo_max_backlog_bytes,
+        let (wire, heartbeat) = match endpoint {
+            Endpoint::Chat { .. } | Endpoint::Echo => (Wire::Classic, Heartbeat::Ping),
+            Endpoint::SocketIo { eio: Eio::V4, .. } => (Wire::SocketIo, Heartbeat::EngineIoPing),
+            Endpoint::SocketIo { eio: Eio::V3, .. } => (Wire::SocketIo, Heartbeat::None),
+        };
+        let max_backlog_bytes = if let Endpoint::Echo = endpoint {
+            self.config.echo_max_backlog_bytes
+        } else {
+            set_send_buffer(&stream, CHAT_SEND_BUFFER_BYTES);
+            self.config.max_backlog_bytes
         };
         let client = Client {
             id,
             fd: stream.as_raw_fd(),
             stream,
             peer,
+            wire,
+            heartbeat,
             member: None,
             out: Vec::new(),
             written: 0,
@@ -389,14 +452,38 @@ impl Broadcaster {
             self.close_slot(slot, close_code::GOING_AWAY, "server shutting down");
             return;
         }
-        let Endpoint::Chat {
-            requested_name,
-            requested_room,
-        } = endpoint
-        else {
-            info!("#{id} {peer} connected to an echo endpoint");
+        match endpoint {
+            Endpoint::Chat {
+                requested_name,
+                requested_room,
+            } => self.enter(slot, requested_name, requested_room),
+            Endpoint::SocketIo { eio, greeting } => {
+                info!("#{id} {peer} connected with socket.io ({eio:?})");
+                if log_enabled!(Level::Debug) {
+                    debug!("-> #{id}: {}", describe_frames(&greeting));
+                }
+                queue(&mut self.clients, &mut self.pending, slot, &greeting);
+            }
+            Endpoint::Echo => info!("#{id} {peer} connected to an echo endpoint"),
+        }
+    }
+
+    /// Puts a chat client into the room it asked for (or the default room) under the name it
+    /// asked for (or a free one): the room hears `enter`, the newcomer gets its welcome, the
+    /// room's history and any notice about its name or room.
+    fn enter(
+        &mut self,
+        slot: Slot,
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    ) {
+        let Some(c) = self.clients[slot].as_ref() else {
             return;
         };
+        if c.member.is_some() || c.closing {
+            return;
+        }
+        let (id, peer) = (c.id, c.peer);
         let mut notices = Vec::new();
         let room = match requested_room.as_deref().map(protocol::clean_name) {
             None => None,
@@ -457,6 +544,9 @@ impl Broadcaster {
             return;
         };
         let users = member_names(&self.clients, &r.members);
+        let wire = self.clients[slot]
+            .as_ref()
+            .map_or(Wire::Classic, |c| c.wire);
         self.frame.clear();
         let now = unix_ms();
         let welcome = ChatEvent::Welcome {
@@ -464,10 +554,11 @@ impl Broadcaster {
             room,
             users: &users,
         };
-        self.encoder.frame(&mut self.frame, &welcome, now);
+        self.encoder.frame_as(wire, &mut self.frame, &welcome, now);
         for entry in &r.history {
             let event = history_event(entry, room, true);
-            self.encoder.frame(&mut self.frame, &event, entry.time_ms);
+            self.encoder
+                .frame_as(wire, &mut self.frame, &event, entry.time_ms);
         }
         self.round_bytes += self.frame.len();
         if log_enabled!(Level::Debug) {
@@ -633,55 +724,76 @@ impl Broadcaster {
         let Some(to_slot) = self.rooms.find(room, to) else {
             return;
         };
-        self.frame.clear();
-        let event = ChatEvent::Private { from, to, text };
-        self.encoder.frame(&mut self.frame, &event, unix_ms());
-        self.round_bytes += self.frame.len();
-        if log_enabled!(Level::Debug) {
-            let (from, to) = (
-                client_label(&self.clients, slot),
-                client_label(&self.clients, to_slot),
-            );
-            debug!("-> {from} and {to}: {}", describe_frames(&self.frame));
-        }
-        queue(&mut self.clients, &mut self.pending, slot, &self.frame);
-        if to_slot != slot {
-            queue(&mut self.clients, &mut self.pending, to_slot, &self.frame);
-        }
+        // Owned: the name lives in the client table the event is queued into.
+        let to = to.to_string();
+        let event = ChatEvent::Private {
+            from,
+            to: &to,
+            text,
+        };
+        let recipients: &[Slot] = if to_slot == slot {
+            &[slot]
+        } else {
+            &[slot, to_slot]
+        };
+        self.send_to(recipients, &event);
     }
 
-    /// Encodes `event` once and queues the same bytes for everyone in `room` but `except`.
+    /// Queues `event` for everyone in `room` but `except`: encoded once per wire format (only
+    /// for formats some recipient reads), the same bytes for every recipient of a format.
     fn broadcast_except(&mut self, room: &str, except: Option<Slot>, event: &ChatEvent<'_>) {
         let Some(r) = self.rooms.get(room) else {
             return;
         };
-        self.frame.clear();
-        self.encoder.frame(&mut self.frame, event, unix_ms());
-        self.round_bytes += self.frame.len();
+        let members = &r.members[..];
+        let recipients = members.iter().copied().filter(|&s| Some(s) != except);
+        let sent = send_event(
+            &mut self.clients,
+            &mut self.pending,
+            &mut self.encoder,
+            [&mut self.frame, &mut self.socketio_frame],
+            recipients,
+            event,
+        );
+        self.round_bytes += sent.encoded_bytes;
         if log_enabled!(Level::Debug) {
-            let n = r.members.len() - usize::from(except.is_some());
-            debug!("-> {room} ({n} clients): {}", describe_frames(&self.frame));
+            let n = members.len() - usize::from(except.is_some());
+            self.log_sent(&format!("{room} ({n} clients)"));
         }
-        for &slot in &r.members {
-            if Some(slot) != except {
-                queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+    }
+
+    /// Queues `event` for the clients in `slots` (each in its own format).
+    fn send_to(&mut self, slots: &[Slot], event: &ChatEvent<'_>) {
+        let sent = send_event(
+            &mut self.clients,
+            &mut self.pending,
+            &mut self.encoder,
+            [&mut self.frame, &mut self.socketio_frame],
+            slots.iter().copied(),
+            event,
+        );
+        self.round_bytes += sent.encoded_bytes;
+        if log_enabled!(Level::Debug) {
+            let labels: Vec<String> = slots
+                .iter()
+                .map(|&s| client_label(&self.clients, s))
+                .collect();
+            self.log_sent(&labels.join(" and "));
+        }
+    }
+
+    /// The debug line for what `send_event` just encoded.
+    fn log_sent(&self, to: &str) {
+        for frame in [&self.frame, &self.socketio_frame] {
+            if !frame.is_empty() {
+                debug!("-> {to}: {}", describe_frames(frame));
             }
         }
     }
 
     fn notice(&mut self, slot: Slot, code: &str, text: &str, users: Option<&[&str]>) {
-        self.frame.clear();
         let event = ChatEvent::Notice { code, text, users };
-        self.encoder.frame(&mut self.frame, &event, unix_ms());
-        self.round_bytes += self.frame.len();
-        if log_enabled!(Level::Debug) {
-            debug!(
-                "-> {}: {}",
-                client_label(&self.clients, slot),
-                describe_frames(&self.frame)
-            );
-        }
-        queue(&mut self.clients, &mut self.pending, slot, &self.frame);
+        self.send_to(&[slot], &event);
     }
 
     fn flush_history(&mut self) {
@@ -698,7 +810,12 @@ impl Broadcaster {
 
     fn ping_all(&mut self) {
         for slot in 0..self.clients.len() {
-            queue(&mut self.clients, &mut self.pending, slot, &self.ping_frame);
+            let frame = match self.clients[slot].as_ref().map(|c| c.heartbeat) {
+                Some(Heartbeat::Ping) => &self.ping_frame,
+                Some(Heartbeat::EngineIoPing) => &self.engineio_ping_frame,
+                Some(Heartbeat::None) | None => continue,
+            };
+            queue(&mut self.clients, &mut self.pending, slot, frame);
         }
     }
 
@@ -869,9 +986,12 @@ impl Broadcaster {
 /// Appends `bytes` to a client's unsent bytes (unless it is closing) and lists it for the
 /// next flush.
 fn queue(clients: &mut [Option<Client>], pending: &mut Vec<Slot>, slot: Slot, bytes: &[u8]) {
-    let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) else {
-        return;
-    };
+    if let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) {
+        queue_for(c, pending, slot, bytes);
+    }
+}
+
+fn queue_for(c: &mut Client, pending: &mut Vec<Slot>, slot: Slot, bytes: &[u8]) {
     if c.closing {
         return;
     }
@@ -879,6 +999,46 @@ fn queue(clients: &mut [Option<Client>], pending: &mut Vec<Slot>, slot: Slot, by
     if !c.queued {
         c.queued = true;
         pending.push(slot);
+    }
+}
+
+/// What `send_event` did.
+struct Sent {
+    /// Bytes encoded (each format once), for the round's budget.
+    encoded_bytes: usize,
+}
+
+/// Queues `event` for each of `recipients` in its wire format. `frames` are the scratch
+/// buffers of the formats (classic, Socket.IO): each is encoded the first time a recipient
+/// needs it, and its bytes are appended to every recipient of that format. A format nobody
+/// reads is never encoded; when afterwards a buffer is empty, it was not used.
+fn send_event(
+    clients: &mut [Option<Client>],
+    pending: &mut Vec<Slot>,
+    encoder: &mut Encoder,
+    frames: [&mut Vec<u8>; 2],
+    recipients: impl Iterator<Item = Slot>,
+    event: &ChatEvent<'_>,
+) -> Sent {
+    let [classic, socketio] = frames;
+    classic.clear();
+    socketio.clear();
+    let time = unix_ms();
+    for slot in recipients {
+        let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) else {
+            continue;
+        };
+        let frame = match c.wire {
+            Wire::Classic => &mut *classic,
+            Wire::SocketIo => &mut *socketio,
+        };
+        if frame.is_empty() {
+            encoder.frame_as(c.wire, frame, event, time);
+        }
+        queue_for(c, pending, slot, frame);
+    }
+    Sent {
+        encoded_bytes: classic.len() + socketio.len(),
     }
 }
 

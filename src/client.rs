@@ -8,12 +8,15 @@
 //! 101 response). After the handshake its `WebSocket` sits on a [`ReadSide`], whose `Write`
 //! goes into a buffer instead of the socket: the Pong and Close replies tungstenite produces
 //! are handed to the broadcaster as bytes, and every other reply is encoded here and handed
-//! over the same way. The broadcaster is the only writer from then on.
+//! over the same way (for a socket.io client: the Engine.IO open packet, the answer to its
+//! CONNECT, v3 pongs, acknowledgements). The broadcaster is the only writer from then on.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use log::{debug, info, log_enabled, Level};
@@ -27,6 +30,7 @@ use crate::broadcaster::{ConnId, Endpoint, Event, Join};
 use crate::config::Config;
 use crate::http::{self, HeadError};
 use crate::protocol::{self, close_code, Opcode};
+use crate::socketio::{self, Eio, Session, Step};
 use crate::www;
 
 /// Bytes tungstenite reads per `read(2)`. It is allocated (and zero-filled on every read) per
@@ -48,6 +52,9 @@ enum Route {
         requested_name: Option<String>,
         requested_room: Option<String>,
     },
+    /// The chat, for a socket.io client (`/socket.io/`): its session holds the name and room
+    /// asked for.
+    SocketIo(Session),
     Echo,
     Scream,
 }
@@ -178,6 +185,27 @@ fn open(id: ConnId, stream: &TcpStream, peer: SocketAddr, config: &Config) -> Op
             return None;
         }
     };
+    if !head.wants_websocket && socketio::is_socketio_path(head.path()) {
+        // A polling request (a client created without transports: ['websocket']), or a page
+        // asking for the client library: say what to do instead.
+        let query = head.target.split_once('?').map_or("", |(_, q)| q);
+        let (status, reason) = socketio::http_refusal(head.path(), query);
+        let body = format!("{status} {}: {reason}\n", http::reason_phrase(status));
+        // Readable by a page on another origin, so the reason shows in its developer tools.
+        let _ = http::write_response(
+            stream,
+            status,
+            "text/plain; charset=utf-8",
+            "Access-Control-Allow-Origin: *\r\n",
+            body.as_bytes(),
+            head.method != "HEAD",
+        );
+        info!(
+            "#{id} {peer} {} {} -> {status}: {reason}",
+            head.method, head.target
+        );
+        return None;
+    }
     if !head.wants_websocket {
         let status = www::serve(stream, &head, config);
         info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
@@ -192,11 +220,12 @@ fn serve(
     id: ConnId,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
-    route: Route,
+    mut route: Route,
     config: &Config,
     events: &Sender<Event>,
 ) {
-    let endpoint = match &route {
+    let mut socketio_enter = None;
+    let endpoint = match &mut route {
         Route::Chat {
             requested_name,
             requested_room,
@@ -204,10 +233,19 @@ fn serve(
             requested_name: requested_name.clone(),
             requested_room: requested_room.clone(),
         },
+        Route::SocketIo(session) => {
+            let (greeting, enter) = socketio_greeting(id, session, config);
+            socketio_enter = enter;
+            Endpoint::SocketIo {
+                eio: session.eio(),
+                greeting,
+            }
+        }
         Route::Echo | Route::Scream => Endpoint::Echo,
     };
+    // A socket.io client's maxPayload: the limit is on the whole frame, `42["message","…"]`.
     let max_message_bytes = match route {
-        Route::Chat { .. } => config.max_message_bytes,
+        Route::Chat { .. } | Route::SocketIo(_) => config.max_message_bytes,
         Route::Echo | Route::Scream => config.echo_max_message_bytes,
     };
     let ws_config = WebSocketConfig::default()
@@ -234,6 +272,11 @@ fn serve(
         return; // the server is stopping
     }
     guard.joined = true;
+    if let Some(enter) = socketio_enter {
+        if events.send(enter).is_err() {
+            return;
+        }
+    }
 
     let side = ReadSide {
         stream: stream.clone(),
@@ -241,7 +284,7 @@ fn serve(
     };
     let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config));
     release_unused_stack();
-    let end = read_loop(id, &mut ws, &route, config, events);
+    let end = read_loop(id, &mut ws, &mut route, config, events);
 
     let reason = match end {
         End::Replied(bytes) => {
@@ -331,12 +374,24 @@ fn route_request(req: &Request, config: &Config) -> Result<Route, ErrorResponse>
                 .or_else(|| http::query_param(query, "username")),
             requested_room: http::query_param(query, "room"),
         },
+        "/socket.io/" | "/socket.io" => match socketio::check_query(query) {
+            Ok(eio) => Route::SocketIo(Session::new(
+                eio,
+                new_sid(),
+                http::query_param(query, "username").or_else(|| http::query_param(query, "name")),
+                http::query_param(query, "room"),
+            )),
+            Err(reason) => return Err(refuse(StatusCode::BAD_REQUEST, reason)),
+        },
         "/echo" => Route::Echo,
         "/scream" => Route::Scream,
         other => {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
-                format!("no WebSocket endpoint at {other}: use /, /echo or /scream"),
+                format!(
+                    "no WebSocket endpoint at {other}: use /, /echo, /scream or {} (socket.io)",
+                    socketio::PATH
+                ),
             ))
         }
     };
@@ -375,7 +430,7 @@ fn refuse(status: StatusCode, message: String) -> ErrorResponse {
 fn read_loop(
     id: ConnId,
     ws: &mut WebSocket<ReadSide>,
-    route: &Route,
+    route: &mut Route,
     config: &Config,
     events: &Sender<Event>,
 ) -> End {
@@ -390,33 +445,32 @@ fn read_loop(
         }
         let event = match message {
             Message::Text(text) => match route {
+                Route::SocketIo(session) => {
+                    match socketio_text(id, &text, session, &mut limiter, config, events) {
+                        Ok(()) => continue,
+                        Err(end) => return end,
+                    }
+                }
                 Route::Chat { .. } if config.panic_on_message.as_deref() == Some(&*text) => {
                     panic!("fault injection: panic_on_message")
                 }
                 Route::Chat { .. } => match limiter.check(Instant::now()) {
                     Verdict::Allow => Event::Text { id, text },
                     Verdict::Drop { notify: false } => continue,
-                    Verdict::Drop { notify: true } => Event::Notice {
-                        id,
-                        code: "rate-limited",
-                        text: format!(
-                            "Slow down: at most {} messages a second (bursts of {}). \
-                             Messages over the limit are not sent.",
-                            config.rate_limit_per_sec, config.rate_burst
-                        ),
-                    },
-                    Verdict::Flooding => {
-                        return End::Close(
-                            close_code::POLICY_VIOLATION,
-                            "flooding: too many messages for too long".into(),
-                        )
-                    }
+                    Verdict::Drop { notify: true } => rate_limited(id, config),
+                    Verdict::Flooding => return flooding(),
                 },
                 Route::Echo => reply(id, Opcode::Text, text.as_bytes()),
                 Route::Scream => reply(id, Opcode::Text, scream(&text).as_bytes()),
             },
             Message::Binary(data) => match route {
                 Route::Echo => reply(id, Opcode::Binary, &data),
+                Route::SocketIo(_) => {
+                    return End::Close(
+                        close_code::UNSUPPORTED_DATA,
+                        "binary attachments are not supported: emit text".into(),
+                    )
+                }
                 _ => {
                     return End::Close(
                         close_code::UNSUPPORTED_DATA,
@@ -443,6 +497,137 @@ fn read_loop(
             return End::Gone("server stopped".into());
         }
     }
+}
+
+/// One text frame from a socket.io client: an Engine.IO heartbeat, entering or leaving the
+/// chat, or a chat message, which passes the same rate limit as a raw client's. Frames for the
+/// client go to the broadcaster as `Send` events; `Err` ends the connection. Kept out of line
+/// so its JSON parsing does not deepen the read loop's stack frame for raw clients.
+#[inline(never)]
+fn socketio_text(
+    id: ConnId,
+    text: &str,
+    session: &mut Session,
+    limiter: &mut RateLimiter,
+    config: &Config,
+    events: &Sender<Event>,
+) -> Result<(), End> {
+    let step = session
+        .on_text(text)
+        .map_err(|m| End::Close(m.code, format!("socket.io: {}", m.reason)))?;
+    let send = |event| {
+        events
+            .send(event)
+            .map_err(|_| End::Gone("server stopped".into()))
+    };
+    if matches!(step, Step::Say { .. } | Step::NotText) {
+        // Both count against the rate limit, as every line a raw client sends does.
+        match limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop { notify: false } => return Ok(()),
+            Verdict::Drop { notify: true } => return send(rate_limited(id, config)),
+            Verdict::Flooding => return Err(flooding()),
+        }
+    }
+    match step {
+        Step::Nothing => Ok(()),
+        Step::Reply(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+        Step::Enter {
+            reply: packet,
+            name,
+            room,
+        } => {
+            send(reply(id, Opcode::Text, packet.as_bytes()))?;
+            send(Event::Enter {
+                id,
+                requested_name: name,
+                requested_room: room,
+            })
+        }
+        Step::Part => send(Event::Part { id }),
+        Step::Close => Err(End::Close(
+            close_code::NORMAL,
+            "socket.io: the client closed the session".into(),
+        )),
+        Step::NotText => send(Event::Notice {
+            id,
+            code: "usage",
+            text: "emit('message', text) takes a string.".into(),
+        }),
+        Step::Say { text, ack } => {
+            if config.panic_on_message.as_deref() == Some(&*text) {
+                panic!("fault injection: panic_on_message")
+            }
+            send(Event::Text {
+                id,
+                text: text.into(),
+            })?;
+            match ack {
+                Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// The first frames of a socket.io session: the Engine.IO open packet, and for EIO=3 the
+/// CONNECT of the default namespace, which that version's server sends unasked (then the
+/// client enters the chat at once: the `Enter` event to send after the `Join`). The heartbeat
+/// fits the chat's: pings every `ping_interval`, and a pingTimeout that makes the client's
+/// limit (interval + timeout) the reader's idle timeout.
+fn socketio_greeting(
+    id: ConnId,
+    session: &mut Session,
+    config: &Config,
+) -> (Vec<u8>, Option<Event>) {
+    let interval = config.ping_interval.as_millis();
+    let timeout = config.idle_timeout().as_millis() - interval;
+    let eio = session.eio();
+    let max_payload = config.max_message_bytes;
+    let open = socketio::open_packet(eio, &new_sid(), interval, timeout, max_payload);
+    let mut greeting = Vec::new();
+    protocol::encode_frame(&mut greeting, Opcode::Text, open.as_bytes());
+    let mut enter = None;
+    if eio == Eio::V3 {
+        if let Step::Enter { reply, name, room } = session.connect(None) {
+            protocol::encode_frame(&mut greeting, Opcode::Text, reply.as_bytes());
+            enter = Some(Event::Enter {
+                id,
+                requested_name: name,
+                requested_room: room,
+            });
+        }
+    }
+    (greeting, enter)
+}
+
+/// A fresh session id: 16 hex digits from std's randomly keyed hasher (keys differ per thread
+/// and per call) over the time, so ids are unpredictable and distinct.
+fn new_sid() -> String {
+    let mut hasher = RandomState::new().build_hasher();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    hasher.write_u128(now.map_or(0, |d| d.as_nanos()));
+    format!("{:016x}", hasher.finish())
+}
+
+/// The notice a client gets (at most once a second) when the rate limit drops its message.
+fn rate_limited(id: ConnId, config: &Config) -> Event {
+    Event::Notice {
+        id,
+        code: "rate-limited",
+        text: format!(
+            "Slow down: at most {} messages a second (bursts of {}). \
+             Messages over the limit are not sent.",
+            config.rate_limit_per_sec, config.rate_burst
+        ),
+    }
+}
+
+fn flooding() -> End {
+    End::Close(
+        close_code::POLICY_VIOLATION,
+        "flooding: too many messages for too long".into(),
+    )
 }
 
 /// The classic teaching transformation: "hi" → "HI!!!".

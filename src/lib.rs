@@ -43,6 +43,7 @@ mod http;
 mod listener;
 pub mod protocol;
 mod rooms;
+mod socketio;
 mod www;
 
 pub use client::READ_BUFFER_BYTES;

@@ -1,12 +1,15 @@
 //! Protocol: the bytes wschat puts on the wire, as pure functions.
 //!
 //! Owns the chat's JSON events (the classic `{"type","info"}` lines plus richer fields), the
-//! nickname rules, and the encoding of server frames. Touches no socket, thread or clock:
+//! nickname rules, and the encoding of server frames, in each client's wire format (the
+//! Socket.IO form of an event is built by `socketio.rs`). Touches no socket, thread or clock:
 //! callers pass the time in, and get bytes back. The broadcaster and the client readers use it.
 
 use serde::Serialize;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
+
+use crate::socketio;
 
 /// Longest nickname, in characters (Unicode scalar values).
 pub const MAX_NAME_CHARS: usize = 32;
@@ -262,11 +265,11 @@ pub mod event_type {
 
 /// The JSON object of one event. Field order puts the classic `type` and `info` first.
 #[derive(Serialize, Default)]
-struct Wire<'a> {
+struct Json<'a> {
     #[serde(rename = "type")]
     kind: u8,
     info: &'a str,
-    event: &'a str,
+    event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -289,6 +292,17 @@ struct Wire<'a> {
     time: u64,
 }
 
+/// How a client reads the chat's events: the format the broadcaster encodes them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Raw WebSocket clients: one JSON object per text frame,
+    /// `{"type":1,"info":"alice: hi",…}`.
+    Classic,
+    /// socket.io clients: one Socket.IO event per text frame,
+    /// `42["message","alice: hi",{"type":1,…}]` (see docs/PROTOCOL.md).
+    SocketIo,
+}
+
 /// Turns chat events into frames, reusing its buffers so the hot path does not allocate.
 ///
 /// ```
@@ -305,6 +319,8 @@ struct Wire<'a> {
 pub struct Encoder {
     info: String,
     json: Vec<u8>,
+    /// A Socket.IO packet, before it is framed.
+    packet: Vec<u8>,
 }
 
 impl Encoder {
@@ -316,26 +332,33 @@ impl Encoder {
     /// The JSON text of `event` at `time_ms` (Unix milliseconds). The slice is valid until
     /// the next call.
     pub fn json(&mut self, event: &ChatEvent<'_>, time_ms: u64) -> &[u8] {
+        self.encode(event, time_ms);
+        &self.json
+    }
+
+    /// Fills `info` (the classic line) and `json` (the object); returns the event's classic
+    /// type and its name.
+    fn encode(&mut self, event: &ChatEvent<'_>, time_ms: u64) -> (u8, &'static str) {
         self.info.clear();
         let info = &mut self.info;
-        let mut wire = Wire {
+        let mut obj = Json {
             time: time_ms,
-            ..Wire::default()
+            ..Json::default()
         };
         match *event {
             ChatEvent::Welcome { name, room, users } => {
                 html_escape_into(info, name);
                 info.push_str(" comes in !!!");
-                wire.kind = event_type::ENTER;
-                wire.event = "welcome";
-                (wire.name, wire.room, wire.users) = (Some(name), Some(room), Some(users));
+                obj.kind = event_type::ENTER;
+                obj.event = "welcome";
+                (obj.name, obj.room, obj.users) = (Some(name), Some(room), Some(users));
             }
             ChatEvent::Enter { name, room } => {
                 html_escape_into(info, name);
                 info.push_str(" comes in !!!");
-                wire.kind = event_type::ENTER;
-                wire.event = "enter";
-                (wire.name, wire.room) = (Some(name), Some(room));
+                obj.kind = event_type::ENTER;
+                obj.event = "enter";
+                (obj.name, obj.room) = (Some(name), Some(room));
             }
             ChatEvent::Message {
                 name,
@@ -346,10 +369,10 @@ impl Encoder {
                 html_escape_into(info, name);
                 info.push_str(": ");
                 html_escape_into(info, text);
-                wire.kind = event_type::MESSAGE;
-                wire.event = "message";
-                (wire.name, wire.text, wire.room) = (Some(name), Some(text), Some(room));
-                wire.history = history;
+                obj.kind = event_type::MESSAGE;
+                obj.event = "message";
+                (obj.name, obj.text, obj.room) = (Some(name), Some(text), Some(room));
+                obj.history = history;
             }
             ChatEvent::Action {
                 name,
@@ -361,31 +384,31 @@ impl Encoder {
                 html_escape_into(info, name);
                 info.push(' ');
                 html_escape_into(info, text);
-                wire.kind = event_type::MESSAGE;
-                wire.event = "action";
-                (wire.name, wire.text, wire.room) = (Some(name), Some(text), Some(room));
-                wire.history = history;
+                obj.kind = event_type::MESSAGE;
+                obj.event = "action";
+                (obj.name, obj.text, obj.room) = (Some(name), Some(text), Some(room));
+                obj.history = history;
             }
             ChatEvent::Leave { name, room } => {
                 html_escape_into(info, name);
                 info.push_str(" leaves.");
-                wire.kind = event_type::LEAVE;
-                wire.event = "leave";
-                (wire.name, wire.room) = (Some(name), Some(room));
+                obj.kind = event_type::LEAVE;
+                obj.event = "leave";
+                (obj.name, obj.room) = (Some(name), Some(room));
             }
             ChatEvent::Notice { code, text, users } => {
                 html_escape_into(info, text);
-                wire.kind = event_type::NOTICE;
-                wire.event = "notice";
-                (wire.code, wire.text, wire.users) = (Some(code), Some(text), users);
+                obj.kind = event_type::NOTICE;
+                obj.event = "notice";
+                (obj.code, obj.text, obj.users) = (Some(code), Some(text), users);
             }
             ChatEvent::Rename { old, name, room } => {
                 html_escape_into(info, old);
                 info.push_str(" is now known as ");
                 html_escape_into(info, name);
-                wire.kind = event_type::RENAME;
-                wire.event = "rename";
-                (wire.old, wire.name, wire.room) = (Some(old), Some(name), Some(room));
+                obj.kind = event_type::RENAME;
+                obj.event = "rename";
+                (obj.old, obj.name, obj.room) = (Some(old), Some(name), Some(room));
             }
             ChatEvent::Private { from, to, text } => {
                 html_escape_into(info, from);
@@ -393,21 +416,34 @@ impl Encoder {
                 html_escape_into(info, to);
                 info.push_str(" (private): ");
                 html_escape_into(info, text);
-                wire.kind = event_type::PRIVATE;
-                wire.event = "private";
-                (wire.from, wire.to, wire.text) = (Some(from), Some(to), Some(text));
+                obj.kind = event_type::PRIVATE;
+                obj.event = "private";
+                (obj.from, obj.to, obj.text) = (Some(from), Some(to), Some(text));
             }
         }
-        wire.info = &self.info;
+        obj.info = &self.info;
         self.json.clear();
-        serde_json::to_writer(&mut self.json, &wire).expect("serializing to a Vec cannot fail");
-        &self.json
+        serde_json::to_writer(&mut self.json, &obj).expect("serializing to a Vec cannot fail");
+        (obj.kind, obj.event)
     }
 
-    /// Appends `event` as one text frame to `out`.
+    /// Appends `event` as one text frame to `out`, in the classic format.
     pub fn frame(&mut self, out: &mut Vec<u8>, event: &ChatEvent<'_>, time_ms: u64) {
         let json = self.json(event, time_ms);
         encode_frame(out, Opcode::Text, json);
+    }
+
+    /// Appends `event` as one text frame to `out`, in the format `wire`.
+    pub fn frame_as(&mut self, wire: Wire, out: &mut Vec<u8>, event: &ChatEvent<'_>, time_ms: u64) {
+        match wire {
+            Wire::Classic => self.frame(out, event, time_ms),
+            Wire::SocketIo => {
+                let (kind, name) = self.encode(event, time_ms);
+                self.packet.clear();
+                socketio::chat_event_packet(&mut self.packet, kind, name, &self.info, &self.json);
+                encode_frame(out, Opcode::Text, &self.packet);
+            }
+        }
     }
 }
 
@@ -539,6 +575,39 @@ mod tests {
             users: Some(&users),
         };
         assert_eq!(parse(&mut enc, who)["users"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn socketio_frames_carry_the_line_and_the_object() {
+        let mut enc = Encoder::new();
+        let payload = |out: &[u8]| {
+            assert_eq!(out[0], 0x81, "one final text frame");
+            assert_eq!(usize::from(out[1]), out.len() - 2);
+            String::from_utf8(out[2..].to_vec()).unwrap()
+        };
+        let mut out = Vec::new();
+        enc.frame_as(Wire::SocketIo, &mut out, &message("a<b", "hi", false), 7);
+        let text = payload(&out);
+        let args: Value = serde_json::from_str(text.strip_prefix("42").unwrap()).unwrap();
+        assert_eq!(
+            args,
+            json!(["message", "a&lt;b: hi", {"type":1,"info":"a&lt;b: hi","event":"message",
+                   "name":"a<b","text":"hi","room":"lobby","time":7}])
+        );
+        // Types 3 and up go out under their own name, with the object alone.
+        let mut out = Vec::new();
+        let rename = ChatEvent::Rename {
+            old: "a",
+            name: "b",
+            room: "r",
+        };
+        enc.frame_as(Wire::SocketIo, &mut out, &rename, 7);
+        assert!(payload(&out).starts_with(r#"42["rename",{"type":4,"#));
+        // The classic format is what `frame` writes.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        enc.frame_as(Wire::Classic, &mut a, &rename, 7);
+        enc.frame(&mut b, &rename, 7);
+        assert_eq!(a, b);
     }
 
     #[test]

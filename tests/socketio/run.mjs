@@ -1,0 +1,289 @@
+#!/usr/bin/env node
+// socket.io pages against wschat, with the real clients: socket.io-client v4 (EIO=4) and v2
+// (EIO=3, installed under the alias socket.io-client-v2), and a raw WebSocket client (ws).
+//
+//   node tests/socketio/run.mjs [path/to/wschat]      (default: target/debug/wschat)
+//
+// Starts wschat on a free 127.0.0.1 port (--port 0; the port is read from its log), then for
+// every pair of client kinds: both connect and see their enter lines, each emits a message
+// that both receive, and one disconnects while the other sees its leave. Then rooms, HTML
+// escaping, acks, history and the refusal of polling. Every wait is on an event with a
+// deadline, never a fixed sleep. Exits 1 at the first failed check, naming it, with the
+// server's log; the last line is `socketio: N passed, M failed`.
+
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io as ioV4 } from 'socket.io-client';
+import ioV2 from 'socket.io-client-v2';
+import WebSocket from 'ws';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '../..');
+const SERVER = path.resolve(process.argv[2] || path.join(REPO, 'target/debug/wschat'));
+const WAIT_MS = 5_000;       // anything that should happen at once
+const WATCHDOG_MS = 60_000;  // the whole run; it takes about a second
+
+let serverLog = '';
+let server;
+let base; // http://127.0.0.1:PORT
+const clients = new Set();
+
+// ---------------------------------------------------------------- the server
+
+function startServer() {
+  const args = ['--bind', '127.0.0.1', '--port', '0', '--rate-limit', '0', '--log-level', 'info'];
+  server = spawn(SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${SERVER} did not log "listening on" in time`)), WAIT_MS);
+    const keep = (d) => {
+      serverLog += d;
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(serverLog);
+      if (m && !base) {
+        clearTimeout(timer);
+        base = `http://127.0.0.1:${m[1]}`;
+        resolve();
+      }
+    };
+    server.stdout.on('data', keep);
+    server.stderr.on('data', keep);
+    server.once('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start ${SERVER}: ${e.message} (build it first: cargo build)`)); });
+    server.once('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`wschat exited (${sig || code})`)); });
+  });
+}
+
+function stopServer() {
+  if (!server || server.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.once('exit', resolve);
+    server.kill('SIGTERM');
+  });
+}
+
+// ---------------------------------------------------------------- clients
+
+// What every client has received, in order, as { event, line, obj }: for socket.io clients
+// the event name and its arguments (the classic line first for enter/message/leave); for raw
+// clients the JSON object, named by its classic type as the classic page reads it.
+class Inbox {
+  constructor(label) { this.label = label; this.items = []; this.cursor = 0; this.wake = null; }
+  push(item) { this.items.push(item); if (this.wake) this.wake(); }
+  // The next item (after the last one taken) for which `pred` holds; items skipped on the way
+  // are consumed. Fails after WAIT_MS, saying what was expected and what came instead.
+  async take(what, pred) {
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      while (this.cursor < this.items.length) {
+        const item = this.items[this.cursor++];
+        if (pred(item)) return item;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const seen = this.items.slice(-5).map((i) => JSON.stringify([i.event, i.line ?? i.obj ?? i.reason]));
+        throw new Error(`${this.label}: no ${what} within ${WAIT_MS} ms (last received: ${seen.join(', ') || 'nothing'})`);
+      }
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => { clearTimeout(timer); this.wake = null; resolve(); };
+      });
+    }
+  }
+  // The next item whose event is `event` and whose line is `line`.
+  line(event, line) {
+    return this.take(`${event} ${JSON.stringify(line)}`, (i) => i.event === event && i.line === line);
+  }
+}
+
+const EVENTS = ['enter', 'message', 'leave', 'notice', 'rename', 'private'];
+
+// A socket.io client as a tutorial page makes one: io(url, { transports: ['websocket'] }),
+// with the name (and room) in the query. `version` is 'v4' or 'v2'.
+function sioClient(version, name, room, extra = {}) {
+  const query = { username: name, ...(room ? { room } : {}) };
+  const make = version === 'v4' ? ioV4 : ioV2;
+  const socket = make(base, { transports: ['websocket'], query, reconnection: false, forceNew: true, ...extra });
+  const c = {
+    kind: version, name, socket, inbox: new Inbox(`${version} client ${name}`),
+    say: (text) => socket.emit('message', text),
+    close: () => socket.close(),
+  };
+  for (const event of EVENTS) {
+    socket.on(event, (first, second) => c.inbox.push(typeof first === 'string'
+      ? { event, line: first, obj: second }
+      : { event, obj: first }));
+  }
+  socket.on('connect_error', (error) => c.inbox.push({ event: 'connect_error', error }));
+  socket.on('disconnect', (reason) => c.inbox.push({ event: 'disconnect', reason }));
+  clients.add(c);
+  return c;
+}
+
+// A raw WebSocket client, as the classic page connects.
+function rawClient(name, room) {
+  const q = new URLSearchParams({ name, ...(room ? { room } : {}) });
+  const ws = new WebSocket(`${base.replace('http', 'ws')}/?${q}`);
+  const c = {
+    kind: 'raw', name, ws, inbox: new Inbox(`raw client ${name}`),
+    say: (text) => ws.send(text),
+    close: () => ws.close(),
+  };
+  ws.on('message', (data) => {
+    const obj = JSON.parse(data.toString());
+    const event = ['enter', 'message', 'leave'][obj.type] ?? obj.event;
+    c.inbox.push({ event, line: obj.info, obj });
+  });
+  ws.on('close', (code) => c.inbox.push({ event: 'disconnect', reason: `close ${code}` }));
+  ws.on('error', (error) => c.inbox.push({ event: 'connect_error', error }));
+  clients.add(c);
+  return c;
+}
+
+function client(kind, name, room) {
+  return kind === 'raw' ? rawClient(name, room) : sioClient(kind, name, room);
+}
+
+// Connects a client and waits for its own enter line (the tutorial's server sends the
+// newcomer its own `enter`; a raw client's is its welcome, type 0).
+async function joined(kind, name, room) {
+  const c = client(kind, name, room);
+  await c.inbox.line('enter', `${name} comes in !!!`);
+  return c;
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+// ---------------------------------------------------------------- checks
+
+let passed = 0;
+let failed = 0;
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+  } catch (e) {
+    failed++;
+    console.log(`not ok ${passed + failed} - ${name}`);
+    throw e;
+  }
+  passed++;
+  console.log(`ok ${passed} - ${name} (${Date.now() - t0} ms)`);
+}
+
+// The issue's scenario for one pair: `stay` and `go` connect and see the enter lines, each
+// emits a message that both receive, then `go` disconnects and `stay` sees its leave.
+async function pair(stayKind, goKind, room) {
+  const stay = await joined(stayKind, `${stayKind}-stays`, room);
+  const go = await joined(goKind, `${goKind}-goes`, room);
+  await stay.inbox.line('enter', `${go.name} comes in !!!`);
+  for (const [from, to] of [[stay, go], [go, stay]]) {
+    const text = `hello from ${from.name}`;
+    from.say(text);
+    await from.inbox.line('message', `${from.name}: ${text}`);
+    const got = await to.inbox.line('message', `${from.name}: ${text}`);
+    assert(got.obj.text === text && got.obj.name === from.name, `the object: ${JSON.stringify(got.obj)}`);
+  }
+  go.close();
+  await stay.inbox.line('leave', `${go.name} leaves.`);
+  stay.close();
+}
+
+async function main() {
+  const watchdog = setTimeout(() => {
+    console.error(`\nFAILED: the whole run took over ${WATCHDOG_MS} ms`);
+    process.exit(1);
+  }, WATCHDOG_MS);
+  watchdog.unref();
+  const t0 = Date.now();
+  await startServer();
+  console.log(`# ${path.relative(process.cwd(), SERVER) || SERVER} at ${base}`);
+
+  // The tutorial's case: a socket.io page and a raw page in the default room.
+  await check('v4 and raw in the lobby: enter, messages both ways, leave', () => pair('raw', 'v4'));
+  let room = 0;
+  for (const [stay, go] of [['raw', 'v2'], ['v4', 'raw'], ['v2', 'raw'], ['v4', 'v2'], ['v2', 'v4']]) {
+    await check(`${stay} sees ${go} enter, chat and leave`, () => pair(stay, go, `pair-${++room}`));
+  }
+
+  await check('a room from the query: each socket.io client hears only its room', async () => {
+    const a = await joined('v4', 'ann', 'room-a');
+    const b = await joined('v2', 'bob', 'room-b');
+    const a2 = await joined('v2', 'amy', 'room-a');
+    await a.inbox.line('enter', 'amy comes in !!!');
+    b.say('for room b');
+    await b.inbox.line('message', 'bob: for room b');
+    a2.say('for room a');
+    for (const c of [a, a2]) {
+      const next = await c.inbox.take('a message', (i) => i.event === 'message');
+      assert(next.line === 'amy: for room a', `${c.name} got ${JSON.stringify(next.line)} from another room`);
+    }
+    // amy's line and enter were handled before bob's marker (ann has them), so had either
+    // reached bob, it would come before the marker.
+    b.say('marker');
+    const next = await b.inbox.take('a message or enter', (i) => ['message', 'enter'].includes(i.event));
+    assert(next.line === 'bob: marker', `bob in room-b got ${JSON.stringify(next.line)}`);
+  });
+
+  await check('HTML is escaped in the line, raw in the object; acks; /me as a message', async () => {
+    const v4 = await joined('v4', 'esc', 'esc');
+    const raw = await joined('raw', 'plain', 'esc');
+    // The server acknowledges a message it accepted (43<id>[]: no arguments).
+    const acked = await v4.socket.timeout(WAIT_MS).emitWithAck('message', '<b>hi</b>');
+    assert(acked === undefined, `ack: ${JSON.stringify(acked)}`);
+    const got = await v4.inbox.line('message', 'esc: &lt;b&gt;hi&lt;/b&gt;');
+    assert(got.obj.text === '<b>hi</b>', `text: ${JSON.stringify(got.obj)}`);
+    await raw.inbox.line('message', 'esc: &lt;b&gt;hi&lt;/b&gt;');
+    raw.say('/me waves');
+    const action = await v4.inbox.line('message', '* plain waves');
+    assert(action.obj.event === 'action', `event: ${action.obj.event}`);
+    v4.say('/who');
+    const who = await v4.inbox.take('a who notice', (i) => i.event === 'notice' && i.obj.code === 'who');
+    assert(JSON.stringify(who.obj.users) === '["esc","plain"]', `users: ${JSON.stringify(who.obj.users)}`);
+  });
+
+  await check('a v2 newcomer gets the room\'s history in its own format', async () => {
+    const v4 = await joined('v4', 'early', 'hist');
+    v4.say('before you came');
+    await v4.inbox.line('message', 'early: before you came');
+    const v2 = await joined('v2', 'late', 'hist');
+    const replay = await v2.inbox.line('message', 'early: before you came');
+    assert(replay.obj.history === true, `history flag: ${JSON.stringify(replay.obj)}`);
+  });
+
+  await check('a client without transports: [\'websocket\'] is told why it cannot connect', async () => {
+    for (const version of ['v4', 'v2']) {
+      const c = sioClient(version, 'poller', undefined, { transports: ['polling'] });
+      const { error } = await c.inbox.take('connect_error', (i) => i.event === 'connect_error');
+      assert(error.description === 400, `${version}: ${error.message} ${error.description}`);
+      c.close();
+    }
+    // What the page's network panel shows for that request.
+    const resp = await fetch(`${base}/socket.io/?EIO=4&transport=polling&t=x`);
+    const body = await resp.text();
+    assert(resp.status === 400 && body.includes("create the client with transports: ['websocket']"),
+      `${resp.status} ${body}`);
+    assert(resp.headers.get('access-control-allow-origin') === '*', 'readable from a page on another origin');
+  });
+
+  await check('a namespace other than / gets "Invalid namespace"', async () => {
+    const c = ioV4(`${base}/admin`, { transports: ['websocket'], reconnection: false, forceNew: true });
+    const message = await new Promise((resolve) => c.on('connect_error', (e) => resolve(e.message)));
+    c.close();
+    assert(message === 'Invalid namespace', message);
+  });
+
+  for (const c of clients) c.close();
+  await stopServer();
+  console.log(`# ${passed} checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`socketio: ${passed} passed, 0 failed`);
+}
+
+main().then(() => process.exit(0), async (e) => {
+  console.error(`\nFAILED: ${e.message}`);
+  for (const c of clients) c.close();
+  await stopServer();
+  console.error(`\n--- wschat's log ---\n${serverLog.split('\n').slice(-40).join('\n')}`);
+  console.log(`socketio: ${passed} passed, ${Math.max(failed, 1)} failed`);
+  process.exit(1);
+});
