@@ -184,7 +184,9 @@ fn main() -> ExitCode {
     } else {
         log::info!("open http://{addr}/");
     }
-    log::info!("WebSocket endpoints: ws://…:{port}/ (chat), /echo, /scream");
+    log::info!(
+        "WebSocket endpoints: ws://…:{port}/ (chat), /echo, /scream, /socket.io/ (socket.io clients)"
+    );
 
     let stop = server.stop_handle();
     let handler = ctrlc::set_handler(move || {
