@@ -271,6 +271,9 @@ pub(crate) struct Broadcaster {
     shutdown_deadline: Option<Instant>,
     /// Bytes encoded this round (a broadcast counts once).
     round_bytes: usize,
+    /// The time of this round, Unix ms: every event handled in it carries it (one clock read
+    /// per round, and a line's history entry has the same time as its live event).
+    now_ms: u64,
     /// The most bytes waiting in backlogs at once since the backlogs were last all empty.
     backlog_high_water: usize,
 }
@@ -306,6 +309,7 @@ impl Broadcaster {
             next_user_number: 1,
             shutdown_deadline: None,
             round_bytes: 0,
+            now_ms: unix_ms(),
             backlog_high_water: 0,
         }
     }
@@ -330,6 +334,7 @@ impl Broadcaster {
             match events.recv_deadline(wake) {
                 Ok(event) => {
                     self.round_bytes = 0;
+                    self.now_ms = unix_ms();
                     self.handle(event);
                     // Take whatever else is queued before writing, so that one send per client
                     // carries all the frames of this round.
@@ -548,7 +553,7 @@ impl Broadcaster {
             .as_ref()
             .map_or(Wire::Classic, |c| c.wire);
         self.frame.clear();
-        let now = unix_ms();
+        let now = self.now_ms;
         let welcome = ChatEvent::Welcome {
             name,
             room,
@@ -616,14 +621,8 @@ impl Broadcaster {
             Line::Say("") => {
                 self.notice(slot, "empty-message", "Empty messages are not sent.", None)
             }
-            Line::Say(text) => {
-                let start = line.len() - text.len();
-                self.say(Kind::Message, &room, &name, &line, start);
-            }
-            Line::Me(text) => {
-                let start = line.len() - text.len();
-                self.say(Kind::Action, &room, &name, &line, start);
-            }
+            Line::Say(text) => self.say(Kind::Message, &room, &name, text),
+            Line::Me(text) => self.say(Kind::Action, &room, &name, text),
             Line::Nick(new) => self.rename(slot, &room, &name, new),
             Line::Who => {
                 let members = self.rooms.get(&room).map_or(&[][..], |r| &r.members[..]);
@@ -649,23 +648,30 @@ impl Broadcaster {
     }
 
     /// A message or action for the room: sent to everyone in it, remembered, and appended to
-    /// the history file. `line[start..]` is the text.
-    fn say(
-        &mut self,
-        kind: Kind,
-        room: &Arc<str>,
-        name: &Arc<str>,
-        line: &Utf8Bytes,
-        start: usize,
-    ) {
-        let entry = Entry::new(kind, name.clone(), line.clone(), start, unix_ms());
-        self.broadcast_except(room, None, &history_event(&entry, room, false));
-        if let Some(file) = self.history_file.as_mut() {
-            if self.config.history > 0 {
+    /// the history file.
+    fn say(&mut self, kind: Kind, room: &Arc<str>, name: &Arc<str>, text: &str) {
+        let live = match kind {
+            Kind::Message => ChatEvent::Message {
+                name,
+                text,
+                room,
+                history: false,
+            },
+            Kind::Action => ChatEvent::Action {
+                name,
+                text,
+                room,
+                history: false,
+            },
+        };
+        self.broadcast_except(room, None, &live);
+        if self.config.history > 0 {
+            let entry = Entry::new(kind, name.clone(), text, self.now_ms);
+            if let Some(file) = self.history_file.as_mut() {
                 file.append(room, &entry);
             }
+            self.rooms.record(room, entry);
         }
-        self.rooms.record(room, entry);
     }
 
     /// `/nick NEW`.
@@ -754,6 +760,7 @@ impl Broadcaster {
             [&mut self.frame, &mut self.socketio_frame],
             recipients,
             event,
+            self.now_ms,
         );
         self.round_bytes += sent.encoded_bytes;
         if log_enabled!(Level::Debug) {
@@ -771,6 +778,7 @@ impl Broadcaster {
             [&mut self.frame, &mut self.socketio_frame],
             slots.iter().copied(),
             event,
+            self.now_ms,
         );
         self.round_bytes += sent.encoded_bytes;
         if log_enabled!(Level::Debug) {
@@ -1019,11 +1027,11 @@ fn send_event(
     frames: [&mut Vec<u8>; 2],
     recipients: impl Iterator<Item = Slot>,
     event: &ChatEvent<'_>,
+    time: u64,
 ) -> Sent {
     let [classic, socketio] = frames;
     classic.clear();
     socketio.clear();
-    let time = unix_ms();
     for slot in recipients {
         let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) else {
             continue;

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use log::{error, info, warn};
 use serde::{Deserialize, Serialize};
-use tungstenite::Utf8Bytes;
 
 /// Lines the file may hold beyond what is kept in memory before it is rewritten.
 const COMPACT_SLACK_LINES: usize = 10_000;
@@ -39,35 +38,26 @@ impl Kind {
 pub(crate) struct Entry {
     pub kind: Kind,
     pub name: Arc<str>,
-    /// The line as the client sent it: shared with the frame it arrived in, not copied.
-    line: Utf8Bytes,
-    /// Where the text starts within `line` (after `/me `).
-    text_start: usize,
+    /// A compact copy of what was said: the frame it arrived in may share a whole read
+    /// buffer, which a remembered line must not keep alive.
+    text: Box<str>,
     pub time_ms: u64,
 }
 
 impl Entry {
-    /// An entry whose text is `line[text_start..]`.
-    pub fn new(
-        kind: Kind,
-        name: Arc<str>,
-        line: Utf8Bytes,
-        text_start: usize,
-        time_ms: u64,
-    ) -> Self {
-        debug_assert!(line.as_str().is_char_boundary(text_start));
+    /// Remembers `text` (copied).
+    pub fn new(kind: Kind, name: Arc<str>, text: &str, time_ms: u64) -> Self {
         Entry {
             kind,
             name,
-            line,
-            text_start,
+            text: text.into(),
             time_ms,
         }
     }
 
     /// The text that was said.
     pub fn text(&self) -> &str {
-        &self.line.as_str()[self.text_start..]
+        &self.text
     }
 }
 
@@ -83,6 +73,19 @@ struct Record<'a> {
     #[serde(borrow)]
     text: Cow<'a, str>,
     time: u64,
+}
+
+/// Writes `entry` of `room` as one JSON line.
+fn write_line(out: &mut impl Write, room: &str, entry: &Entry) -> io::Result<()> {
+    let record = Record {
+        room: room.into(),
+        event: entry.kind.event().into(),
+        name: entry.name.as_ref().into(),
+        text: entry.text().into(),
+        time: entry.time_ms,
+    };
+    serde_json::to_writer(&mut *out, &record)?;
+    out.write_all(b"\n")
 }
 
 /// Loaded history: room name → its entries, oldest first.
@@ -123,13 +126,7 @@ pub(crate) fn load(path: &Path, per_room: usize) -> io::Result<Loaded> {
                 continue;
             }
         };
-        let entry = Entry::new(
-            kind,
-            record.name.as_ref().into(),
-            Utf8Bytes::from(record.text.into_owned()),
-            0,
-            record.time,
-        );
+        let entry = Entry::new(kind, record.name.as_ref().into(), &record.text, record.time);
         let room = rooms.entry(record.room.into_owned()).or_default();
         room.push_back(entry);
         if room.len() > per_room {
@@ -170,16 +167,7 @@ impl HistoryFile {
         let Some(out) = self.out.as_mut() else {
             return;
         };
-        let record = Record {
-            room: room.into(),
-            event: entry.kind.event().into(),
-            name: entry.name.as_ref().into(),
-            text: entry.text().into(),
-            time: entry.time_ms,
-        };
-        let written = serde_json::to_writer(&mut *out, &record)
-            .map_err(io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
+        let written = write_line(out, room, entry);
         if let Err(e) = written {
             self.fail(&e);
         }
@@ -208,15 +196,7 @@ impl HistoryFile {
         let mut out = BufWriter::new(File::create(&tmp)?);
         let mut lines = 0;
         for (room, entry) in kept {
-            let record = Record {
-                room: room.into(),
-                event: entry.kind.event().into(),
-                name: entry.name.as_ref().into(),
-                text: entry.text().into(),
-                time: entry.time_ms,
-            };
-            serde_json::to_writer(&mut out, &record)?;
-            out.write_all(b"\n")?;
+            write_line(&mut out, room, entry)?;
             lines += 1;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -245,7 +225,7 @@ mod tests {
     }
 
     fn entry(name: &str, text: &str, time: u64) -> Entry {
-        Entry::new(Kind::Message, name.into(), Utf8Bytes::from(text), 0, time)
+        Entry::new(Kind::Message, name.into(), text, time)
     }
 
     #[test]
@@ -258,13 +238,7 @@ mod tests {
             .map(|e| ("lobby", e))
             .chain(b.iter().map(|e| ("pi", e)));
         let mut file = HistoryFile::open(&path, kept).unwrap();
-        let me = Entry::new(
-            Kind::Action,
-            "al".into(),
-            Utf8Bytes::from("/me waves"),
-            4,
-            10,
-        );
+        let me = Entry::new(Kind::Action, "al".into(), "waves", 10);
         file.append("pi", &me);
         file.flush();
 

@@ -190,10 +190,9 @@ impl Rooms {
 mod tests {
     use super::*;
     use crate::history::Kind;
-    use tungstenite::Utf8Bytes;
 
     fn line(text: &str) -> Entry {
-        Entry::new(Kind::Message, "n".into(), Utf8Bytes::from(text), 0, 1)
+        Entry::new(Kind::Message, "n".into(), text, 1)
     }
 
     #[test]
