@@ -318,6 +318,8 @@ struct Conn {
     out_pos: usize,
     /// EPOLLOUT is armed.
     want_write: bool,
+    /// The fragments so far of a fragmented message.
+    message: Vec<u8>,
 }
 
 struct Sender {
@@ -388,6 +390,7 @@ impl Worker {
                 out: Vec::new(),
                 out_pos: 0,
                 want_write: false,
+                message: Vec::new(),
             })
             .collect();
         let senders = (0..opts.senders)
@@ -800,26 +803,37 @@ impl Worker {
                 self.counts.protocol_errors += 1; // a server must not mask; count and go on
             }
             match f.opcode {
-                frame::OP_TEXT | frame::OP_BINARY | frame::OP_CONTINUATION => {
-                    let counts = &mut self.counts;
-                    let latency = &mut self.latency;
+                frame::OP_TEXT | frame::OP_BINARY if f.fin => {
                     let seqs = &mut self.next_seq[c * k..(c + 1) * k];
-                    marker::scan(payload, |m| {
-                        let Some(next) = seqs.get_mut(m.sender as usize) else {
-                            counts.foreign_markers += 1;
-                            return;
-                        };
-                        latency.record(now.saturating_sub(m.send_us));
-                        counts.delivered += 1;
-                        if now <= end_us {
-                            counts.delivered_in_window += 1;
-                        }
-                        if m.seq >= *next {
-                            *next = m.seq + 1;
-                        } else {
-                            counts.out_of_order += 1;
-                        }
-                    });
+                    deliveries(
+                        payload,
+                        seqs,
+                        &mut self.counts,
+                        &mut self.latency,
+                        now,
+                        end_us,
+                    );
+                }
+                // A fragmented message (gorilla's writer cuts coalesced messages at its
+                // buffer size): scanned whole once complete, so that no marker is split.
+                frame::OP_TEXT | frame::OP_BINARY | frame::OP_CONTINUATION => {
+                    let message = &mut self.conns[c].message;
+                    if f.opcode != frame::OP_CONTINUATION {
+                        message.clear();
+                    }
+                    message.extend_from_slice(payload);
+                    if f.fin {
+                        let seqs = &mut self.next_seq[c * k..(c + 1) * k];
+                        deliveries(
+                            message,
+                            seqs,
+                            &mut self.counts,
+                            &mut self.latency,
+                            now,
+                            end_us,
+                        );
+                        message.clear();
+                    }
                 }
                 frame::OP_PING => {
                     let mut out = pong.take().unwrap_or_default();
@@ -859,9 +873,38 @@ impl Worker {
         }
         conn.state = State::Done;
         conn.carry = Vec::new();
+        conn.message = Vec::new();
         conn.out = Vec::new();
         conn.out_pos = 0;
     }
+}
+
+/// Counts the deliveries in one message: latency, and order per sender (`seqs` holds the
+/// next sequence number expected from each sender on this connection).
+fn deliveries(
+    message: &[u8],
+    seqs: &mut [u32],
+    counts: &mut Counts,
+    latency: &mut Histogram,
+    now: u64,
+    end_us: u64,
+) {
+    marker::scan(message, |m| {
+        let Some(next) = seqs.get_mut(m.sender as usize) else {
+            counts.foreign_markers += 1;
+            return;
+        };
+        latency.record(now.saturating_sub(m.send_us));
+        counts.delivered += 1;
+        if now <= end_us {
+            counts.delivered_in_window += 1;
+        }
+        if m.seq >= *next {
+            *next = m.seq + 1;
+        } else {
+            counts.out_of_order += 1;
+        }
+    });
 }
 
 /// CPU time of the calling thread, in microseconds.
