@@ -471,7 +471,28 @@ impl Worker {
         } else {
             0
         };
+        self.say_goodbye();
         Ok(self.into_report(cpu))
+    }
+
+    /// Best effort, without waiting: a Close frame (1000) to every open connection, so that
+    /// servers see a normal close rather than a dropped connection. The sockets are closed
+    /// when the worker is dropped.
+    fn say_goodbye(&mut self) {
+        for c in 0..self.conns.len() {
+            if self.conns[c].state == State::Open {
+                let conn = &mut self.conns[c];
+                frame::encode_masked(
+                    &mut conn.out,
+                    frame::OP_CLOSE,
+                    &1000u16.to_be_bytes(),
+                    self.keys.next_key(),
+                );
+                if let Some(fd) = conn.fd.as_ref() {
+                    let _ = sys::send(fd.0, &conn.out[conn.out_pos..]);
+                }
+            }
+        }
     }
 
     fn into_report(self, cpu_us_after_connect: u64) -> WorkerReport {
