@@ -27,7 +27,10 @@ GROWTH_CLIENTS="1000 5000"
 OUT=""
 SETUP=1
 QUICK=0
-PORT=${BENCH_PORT_BASE:-39500}
+# Servers listen below the kernel's ephemeral range (32768 and up, see
+# /proc/sys/net/ipv4/ip_local_port_range): the generator's thousands of client sockets take
+# ports there, and a server could not bind one of them.
+PORT=${BENCH_PORT_BASE:-21000}
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
 
@@ -149,15 +152,16 @@ ok=d["lost"]<=0 and d["connect_failures"]==0 and d["p99_us"]<100000 and d["conne
 sys.exit(0 if ok else 1)'
 }
 
-# sweep PEER SCENARIO REP "RATES": rising rates until two fail in a row.
+# sweep PEER SCENARIO REP "RATES" [MAX_FAILS]: rising rates until MAX_FAILS (default 2)
+# fail in a row.
 sweep() {
-  local peer="$1" scenario="$2" rep="$3" rates="$4" fails=0 out
+  local peer="$1" scenario="$2" rep="$3" rates="$4" max_fails="${5:-2}" fails=0 out
   for r in $rates; do
     out=$(run_load "$peer" "$scenario" "$rep" -n 100 -k 10 -r "$r" -d "$SWEEP_DURATION")
     [ -n "$out" ] || break
     if echo "$out" | passes; then fails=0; else fails=$((fails + 1)); fi
     log "  $peer rate $r/s per sender: $(echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%d deliveries/s, p99 %d us, lost %d" % (d["deliveries_per_s"], d["p99_us"], d["lost"]))')"
-    [ "$fails" -lt 2 ] || break
+    [ "$fails" -lt "$max_fails" ] || break
   done
 }
 
@@ -166,7 +170,7 @@ for rep in $(seq "$REPS"); do
   log "=== repetition $rep of $REPS"
   if has "$SCENARIOS" gen; then
     log "generator saturation against the sink"
-    sweep sink gen "$rep" "$GEN_RATES"
+    sweep sink gen "$rep" "$GEN_RATES" 99 # every rate: where it tops out is the point
   fi
   for peer in ${PEERS//,/ }; do
     if has "$SCENARIOS" 1; then

@@ -77,6 +77,10 @@ pub struct Options {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub connected: u64,
+    /// Connections still open when sending started (the recipients of every message).
+    pub open_at_start: u64,
+    /// Connections still open when the drain ended.
+    pub open_at_end: u64,
     pub connect_failures: u64,
     pub first_connect_error: Option<String>,
     pub connect_s: f64,
@@ -219,6 +223,7 @@ pub fn run(opts: &Options) -> io::Result<Report> {
     let drain_s = t3.elapsed().as_secs_f64();
     let server_end = sample_server();
     let gen1 = procstat::sample("self");
+    let open_at_end = sum(&|s| s.open.load(Relaxed));
     shared.phase.store(PHASE_STOP, Relaxed);
 
     let mut report = Report {
@@ -227,6 +232,8 @@ pub fn run(opts: &Options) -> io::Result<Report> {
         send_s,
         drain_s,
         recipients_per_message: recipients,
+        open_at_start: open,
+        open_at_end,
         expected,
         server_idle,
         server_start,
@@ -360,6 +367,8 @@ struct Worker {
     waiting: BinaryHeap<Reverse<(u64, usize)>>,
     in_flight: Vec<usize>,
     connected: u64,
+    /// Connections that were open and have been closed since.
+    closed: u64,
     connect_failures: u64,
     first_connect_error: Option<String>,
     sent: u64,
@@ -419,6 +428,7 @@ impl Worker {
             waiting,
             in_flight: Vec::new(),
             connected: 0,
+            closed: 0,
             connect_failures: 0,
             first_connect_error: None,
             sent: 0,
@@ -683,7 +693,13 @@ impl Worker {
             }
         }
         self.status().sent.store(self.sent, Relaxed);
-        next.is_finite().then_some(next)
+        if next.is_finite() {
+            Some(next)
+        } else if now_f < end {
+            Some(end) // nothing (more) to send: hold the connections until the window ends
+        } else {
+            None
+        }
     }
 
     fn flush(&mut self, c: usize) {
@@ -767,7 +783,7 @@ impl Worker {
                         self.in_flight.retain(|&x| x != c);
                         self.conns[c].state = State::Open;
                         self.connected += 1;
-                        self.status().open.store(self.connected, Relaxed);
+                        self.publish_open();
                     }
                     Ok(None) => start = carry + n, // keep it all as carry
                     Err(why) => return self.fail_attempt(c, now, why),
@@ -887,7 +903,17 @@ impl Worker {
         }
     }
 
+    fn publish_open(&self) {
+        self.status()
+            .open
+            .store(self.connected - self.closed, Relaxed);
+    }
+
     fn close(&mut self, c: usize) {
+        if self.conns[c].state == State::Open {
+            self.closed += 1;
+            self.publish_open();
+        }
         let conn = &mut self.conns[c];
         if let Some(fd) = conn.fd.take() {
             let _ = self.epoll.delete(fd.0);

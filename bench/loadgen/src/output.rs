@@ -76,6 +76,8 @@ pub fn json_line(opts: &Options, r: &Report, tags: &[(String, String)]) -> Strin
         .raw("threads", opts.threads)
         .raw("echo_to_sender", opts.echo_to_sender)
         .raw("connected", r.connected)
+        .raw("open_at_start", r.open_at_start)
+        .raw("open_at_end", r.open_at_end)
         .raw("connect_failures", r.connect_failures)
         .str(
             "first_connect_error",
