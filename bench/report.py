@@ -32,8 +32,8 @@ def passes(d):
 def fmt(v, digits=0):
     if v is None:
         return "–"
-    if isinstance(v, float) and digits:
-        return f"{v:,.{digits}f}"
+    if digits:
+        return f"{float(v):,.{digits}f}"
     return f"{round(v):,}"
 
 
@@ -65,7 +65,8 @@ def med(runs, key):
 
 def load_table(runs_by_peer, peers):
     header = ["peer", "runs", "deliveries/s", "lost", "p50 ms", "p90 ms", "p99 ms", "max ms",
-              "server CPU µs/delivery", "server CPU %", "generator CPU %", "connect failures"]
+              "server CPU µs/delivery", "server CPU %", "generator CPU %", "connect failures",
+              "clients closed by the server"]
     rows = []
     for p in peers:
         runs = runs_by_peer.get(p, [])
@@ -75,8 +76,13 @@ def load_table(runs_by_peer, peers):
                      ms(med(runs, "p50_us")), ms(med(runs, "p90_us")), ms(med(runs, "p99_us")),
                      ms(med(runs, "max_us")), fmt(med(runs, "server_cpu_us_per_delivery"), 2),
                      fmt(med(runs, "server_cpu_pct")), fmt(med(runs, "gen_cpu_pct")),
-                     fmt(med(runs, "connect_failures"))])
+                     fmt(med(runs, "connect_failures")), fmt(median([closed(r) for r in runs]))])
     return table(header, rows)
+
+
+def closed(r):
+    """Connections the server closed or dropped before the drain ended."""
+    return r["connected"] - r["open_at_end"] if "open_at_end" in r else None
 
 
 def saturation(rows):

@@ -261,14 +261,14 @@ impl Report {
             self.first_connect_error.clone_from(&w.first_connect_error);
         }
         self.sent += w.sent;
-        self.delivered += w.delivered;
-        self.delivered_in_window += w.delivered_in_window;
-        self.out_of_order += w.out_of_order;
-        self.foreign_markers += w.foreign_markers;
-        self.frames += w.frames;
-        self.bytes += w.bytes;
-        self.closed_by_server += w.closed_by_server;
-        self.protocol_errors += w.protocol_errors;
+        self.delivered += w.counts.delivered;
+        self.delivered_in_window += w.counts.delivered_in_window;
+        self.out_of_order += w.counts.out_of_order;
+        self.foreign_markers += w.counts.foreign_markers;
+        self.frames += w.counts.frames;
+        self.bytes += w.counts.bytes;
+        self.closed_by_server += w.counts.closed_by_server;
+        self.protocol_errors += w.counts.protocol_errors;
         self.latency.merge(&w.latency);
         self.send_lag_max_us = self.send_lag_max_us.max(w.send_lag_max_us);
         self.send_backlog_max_bytes = self.send_backlog_max_bytes.max(w.send_backlog_max_bytes);
@@ -278,20 +278,12 @@ impl Report {
 }
 
 /// One worker's counts, merged into the [`Report`].
-#[derive(Default)]
 struct WorkerReport {
     connected: u64,
     connect_failures: u64,
     first_connect_error: Option<String>,
     sent: u64,
-    delivered: u64,
-    delivered_in_window: u64,
-    out_of_order: u64,
-    foreign_markers: u64,
-    frames: u64,
-    bytes: u64,
-    closed_by_server: u64,
-    protocol_errors: u64,
+    counts: Counts,
     latency: Histogram,
     send_lag_max_us: u64,
     send_backlog_max_bytes: u64,
@@ -506,20 +498,12 @@ impl Worker {
     }
 
     fn into_report(self, cpu_us_after_connect: u64) -> WorkerReport {
-        let c = self.counts;
         WorkerReport {
             connected: self.connected,
             connect_failures: self.connect_failures,
             first_connect_error: self.first_connect_error,
             sent: self.sent,
-            delivered: c.delivered,
-            delivered_in_window: c.delivered_in_window,
-            out_of_order: c.out_of_order,
-            foreign_markers: c.foreign_markers,
-            frames: c.frames,
-            bytes: c.bytes,
-            closed_by_server: c.closed_by_server,
-            protocol_errors: c.protocol_errors,
+            counts: self.counts,
             latency: self.latency,
             send_lag_max_us: self.send_lag_max_us,
             send_backlog_max_bytes: self.send_backlog_max_bytes,
@@ -727,12 +711,7 @@ impl Worker {
         }
         if want_write != conn.want_write {
             conn.want_write = want_write;
-            let interest = if want_write {
-                READABLE | WRITABLE
-            } else {
-                READABLE
-            };
-            let _ = self.epoll.modify(fd, interest, c as u64);
+            let _ = self.epoll.watch(fd, c as u64, want_write);
         }
     }
 

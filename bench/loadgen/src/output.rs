@@ -113,6 +113,9 @@ pub fn json_line(opts: &Options, r: &Report, tags: &[(String, String)]) -> Strin
         .raw("send_backlog_max_bytes", r.send_backlog_max_bytes)
         .num("gen_cpu_pct", r.gen_cpu_pct)
         .num("gen_worker_cpu_pct_max", r.gen_worker_cpu_pct_max);
+    if let Some(load) = crate::procstat::load_average() {
+        o.num("loadavg_1m", load);
+    }
     if let Some(pid) = opts.server_pid {
         o.raw("server_pid", pid);
     }

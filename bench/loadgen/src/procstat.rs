@@ -25,6 +25,13 @@ pub fn sample(pid: &str) -> Option<Sample> {
     })
 }
 
+/// The 1-minute load average of the machine: how busy it was besides the benchmark
+/// (a quiet 2-core machine running one benchmark shows about 2).
+pub fn load_average() -> Option<f64> {
+    let s = fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -67,6 +74,11 @@ mod tests {
         assert_eq!(kib_field(status, "VmRSS:"), Some(1024));
         assert_eq!(kib_field(status, "VmHWM:"), Some(2048));
         assert_eq!(kib_field(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn reads_the_load_average() {
+        assert!(load_average().is_some_and(|l| l >= 0.0));
     }
 
     #[test]

@@ -239,12 +239,7 @@ impl Sink {
         let want_write = unsent > 0;
         if want_write != p.want_write {
             p.want_write = want_write;
-            let interest = if want_write {
-                READABLE | WRITABLE
-            } else {
-                READABLE
-            };
-            let _ = self.epoll.modify(p.fd.0, interest, slot as u64);
+            let _ = self.epoll.watch(p.fd.0, slot as u64, want_write);
         }
     }
 }

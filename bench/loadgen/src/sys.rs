@@ -71,6 +71,12 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_MOD, fd, interest, token)
     }
 
+    /// Watches `fd` for reading, and for writing too while `want_write` (unsent bytes).
+    pub fn watch(&self, fd: RawFd, token: u64, want_write: bool) -> io::Result<()> {
+        let write = if want_write { WRITABLE } else { 0 };
+        self.modify(fd, READABLE | write, token)
+    }
+
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
@@ -133,18 +139,24 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     };
 }
 
-/// Starts a non-blocking connect with Nagle off. The socket becomes writable when the
-/// connection is up or has failed ([`take_error`] tells which).
-pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<Fd> {
-    let sa = sockaddr_in(v4(addr)?);
+/// A new non-blocking IPv4 TCP socket.
+fn tcp_socket() -> io::Result<Fd> {
     // SAFETY: plain system call.
-    let fd = Fd(check(unsafe {
+    let fd = check(unsafe {
         libc::socket(
             libc::AF_INET,
             libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
         )
-    })?);
+    })?;
+    Ok(Fd(fd))
+}
+
+/// Starts a non-blocking connect with Nagle off. The socket becomes writable when the
+/// connection is up or has failed ([`take_error`] tells which).
+pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<Fd> {
+    let sa = sockaddr_in(v4(addr)?);
+    let fd = tcp_socket()?;
     set_int_opt(fd.0, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
     // SAFETY: `sa` is a valid sockaddr_in and its size is passed.
     let r = unsafe {
@@ -189,14 +201,7 @@ pub fn take_error(fd: RawFd) -> Option<io::Error> {
 /// A non-blocking listening socket with `SO_REUSEADDR`.
 pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<Fd> {
     let sa = sockaddr_in(v4(addr)?);
-    // SAFETY: plain system call.
-    let fd = Fd(check(unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?);
+    let fd = tcp_socket()?;
     set_int_opt(fd.0, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
     // SAFETY: `sa` is a valid sockaddr_in and its size is passed.
     check(unsafe {
