@@ -66,7 +66,7 @@ def med(runs, key):
 def load_table(runs_by_peer, peers):
     header = ["peer", "runs", "deliveries/s", "lost", "p50 ms", "p90 ms", "p99 ms", "max ms",
               "server CPU µs/delivery", "server CPU %", "generator CPU %", "connect failures",
-              "clients closed by the server"]
+              "clients closed by the server", "load avg"]
     rows = []
     for p in peers:
         runs = runs_by_peer.get(p, [])
@@ -76,7 +76,8 @@ def load_table(runs_by_peer, peers):
                      ms(med(runs, "p50_us")), ms(med(runs, "p90_us")), ms(med(runs, "p99_us")),
                      ms(med(runs, "max_us")), fmt(med(runs, "server_cpu_us_per_delivery"), 2),
                      fmt(med(runs, "server_cpu_pct")), fmt(med(runs, "gen_cpu_pct")),
-                     fmt(med(runs, "connect_failures")), fmt(median([closed(r) for r in runs]))])
+                     fmt(med(runs, "connect_failures")), fmt(median([closed(r) for r in runs])),
+                     fmt(med(runs, "loadavg_1m"), 1)])
     return table(header, rows)
 
 
