@@ -138,20 +138,25 @@ def saturation_tables(rows, title_peer="peer"):
 
 def memory_table(rows):
     rss = defaultdict(dict)
+    held = defaultdict(dict)
     failures = defaultdict(int)
     for (peer, n), runs in by(rows, "peer", "clients").items():
         rss[peer][n] = med(runs, "server_rss_kib_idle")
+        held[peer][n] = median([r.get("open_at_start", r["connected"]) for r in runs])
         failures[peer] += sum(r["connect_failures"] for r in runs)
     counts = sorted({n for p in rss for n in rss[p] if n})
     header = ["peer", "RSS 0 clients MiB"] + [f"RSS {n:,} MiB" for n in counts] + \
-             [f"KiB per connection ({n:,})" for n in counts] + ["connect failures"]
+             [f"clients held ({n:,})" for n in counts] + \
+             [f"KiB per connection held ({n:,})" for n in counts] + ["connect failures"]
     body, per_conn = [], {}
     for p in peers_in(rows):
         base = rss[p].get(0)
         row = [p, fmt(base / 1024 if base else None, 1)]
         row += [fmt(rss[p][n] / 1024 if rss[p].get(n) else None, 1) for n in counts]
+        row += [fmt(held[p].get(n)) for n in counts]
         for n in counts:
-            v = (rss[p][n] - base) / n if base is not None and rss[p].get(n) else None
+            ok = base is not None and rss[p].get(n) and held[p].get(n)
+            v = (rss[p][n] - base) / held[p][n] if ok else None
             per_conn[(p, n)] = v
             row.append(fmt(v, 1))
         row.append(failures[p])
@@ -162,8 +167,8 @@ def memory_table(rows):
 def growth_table(rows1, rows5):
     runs = rows1 + rows5
     counts = sorted({r["clients"] for r in runs})
-    header = ["peer"] + [f"{n:,} clients: µs/delivery, p99 ms, deliveries/s, lost"
-                         for n in counts]
+    header = ["peer"] + [f"{n:,} clients: µs/delivery, p99 ms, deliveries/s, lost, clients "
+                         "closed by the server" for n in counts]
     body = []
     for p in peers_in(runs):
         row = [p]
@@ -174,7 +179,7 @@ def growth_table(rows1, rows5):
                 continue
             row.append(f"{fmt(med(rr, 'server_cpu_us_per_delivery'), 2)}, "
                        f"{ms(med(rr, 'p99_us'))}, {fmt(med(rr, 'deliveries_per_s'))}, "
-                       f"{fmt(med(rr, 'lost'))}")
+                       f"{fmt(med(rr, 'lost'))}, {fmt(median([closed(r) for r in rr]))}")
         body.append(row)
     return table(header, body)
 

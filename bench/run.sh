@@ -203,3 +203,15 @@ done
 log "writing the report"
 python3 "$ROOT/bench/report.py" "$OUT"
 log "done: $OUT/REPORT.md"
+
+# Quick mode is a smoke test: it fails unless every scenario 1 run delivered everything.
+if [ "$QUICK" = 1 ]; then
+  python3 - "$RAW" <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+s1 = [r for r in runs if r["scenario"] == "1"]
+bad = [r for r in s1 if r["lost"] > 0 or r["connect_failures"] or r["connected"] == 0]
+print(f"bench-quick: {len(s1) - len(bad)} passed, {len(bad)} failed")
+sys.exit(1 if bad or not s1 else 0)
+PY
+fi

@@ -68,6 +68,8 @@ pub struct Options {
     pub connect_batch: usize,
     pub connect_retries: u32,
     pub connect_timeout: Duration,
+    /// The whole connect phase ends after this: connections not up by then count as failed.
+    pub connect_max: Duration,
     pub settle: Duration,
     pub settle_max: Duration,
     pub drain: Duration,
@@ -514,6 +516,9 @@ impl Worker {
     // ---- connecting ------------------------------------------------------------------
 
     fn pump_connects(&mut self, now: u64) {
+        if now > self.opts.connect_max.as_micros() as u64 {
+            self.give_up_connecting();
+        }
         let timeout_us = self.opts.connect_timeout.as_micros() as u64;
         let mut i = 0;
         while i < self.in_flight.len() {
@@ -535,6 +540,25 @@ impl Worker {
         }
         if self.waiting.is_empty() && self.in_flight.is_empty() {
             self.status().connect_done.store(true, Relaxed);
+        }
+    }
+
+    /// The connect phase is over its deadline: every connection not up yet has failed.
+    fn give_up_connecting(&mut self) {
+        let pending: Vec<usize> = self
+            .in_flight
+            .drain(..)
+            .chain(self.waiting.drain().map(|Reverse((_, c))| c))
+            .collect();
+        for c in pending {
+            let conn = &mut self.conns[c];
+            if let Some(fd) = conn.fd.take() {
+                let _ = self.epoll.delete(fd.0);
+            }
+            conn.state = State::Done;
+            self.connect_failures += 1;
+            self.first_connect_error
+                .get_or_insert_with(|| "not connected within --connect-max".to_string());
         }
     }
 

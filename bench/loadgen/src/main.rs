@@ -31,6 +31,7 @@ OPTIONS:
     --connect-batch N      handshakes in flight at once [200]
     --connect-retries N    retries per connection after a failure [3]
     --connect-timeout SECS per attempt [5]
+    --connect-max SECS     the whole connect phase; later connections count as failed [60]
     --settle SECS          after connecting, wait until no frame came for this long [0.5]
     --settle-max SECS      ... but no longer than this [30]
     --drain SECS           after sending, wait this long at most for late deliveries [5]
@@ -132,6 +133,7 @@ fn run_load(args: &[String]) -> Result<(), String> {
         connect_batch: 200,
         connect_retries: 3,
         connect_timeout: Duration::from_secs(5),
+        connect_max: Duration::from_secs(60),
         settle: Duration::from_millis(500),
         settle_max: Duration::from_secs(30),
         drain: Duration::from_secs(5),
@@ -153,6 +155,7 @@ fn run_load(args: &[String]) -> Result<(), String> {
             "--connect-batch" => opts.connect_batch = a.parse(f)?,
             "--connect-retries" => opts.connect_retries = a.parse(f)?,
             "--connect-timeout" => opts.connect_timeout = a.secs(f)?,
+            "--connect-max" => opts.connect_max = a.secs(f)?,
             "--settle" => opts.settle = a.secs(f)?,
             "--settle-max" => opts.settle_max = a.secs(f)?,
             "--drain" => opts.drain = a.secs(f)?,
