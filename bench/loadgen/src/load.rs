@@ -967,3 +967,39 @@ fn thread_cpu_us() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_has_one_worker_and_senders_spread() {
+        for (clients, threads) in [(1, 1), (10, 3), (100, 2), (5000, 4)] {
+            let mut seen = vec![0; clients];
+            for w in 0..threads {
+                for (local, c) in owned(w, threads, clients).enumerate() {
+                    seen[c] += 1;
+                    assert_eq!(c / threads, local, "local index of client {c}");
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1));
+        }
+        let senders: Vec<usize> = (0..4).map(|j| sender_client(j, 4, 100)).collect();
+        assert_eq!(senders, [0, 25, 50, 75]);
+        assert_eq!(sender_client(9, 10, 10), 9);
+    }
+
+    #[test]
+    fn upgrade_responses() {
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00";
+        assert_eq!(Worker::upgrade_response(ok), Ok(Some(ok.len() - 2)));
+        assert_eq!(
+            Worker::upgrade_response(b"HTTP/1.1 101 Switching"),
+            Ok(None)
+        );
+        let full = Worker::upgrade_response(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        assert!(full.unwrap_err().contains("503"));
+        let huge = vec![b'x'; MAX_RESPONSE_HEAD_BYTES + 1];
+        assert!(Worker::upgrade_response(&huge).is_err());
+    }
+}

@@ -9,8 +9,11 @@
 
 /// Padding after the marker: letters only, so escaping never changes them.
 const PAD: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-/// Digits accepted in one marker field (u64::MAX has 20).
-const MAX_DIGITS: usize = 20;
+/// Digits accepted in the time field: 19 decimal digits always fit a u64, so no overflow
+/// check is needed while parsing.
+const MAX_DIGITS: usize = 19;
+/// Digits accepted in the sender and sequence fields (u32).
+const MAX_ID_DIGITS: usize = 10;
 
 /// One message id and its send time, as found in a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +47,7 @@ pub fn write_text(out: &mut Vec<u8>, sender: u32, seq: u32, send_us: u64, size: 
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; MAX_DIGITS];
+    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -57,12 +60,13 @@ fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Reads `<digits>:` from the start of `buf`: the value and the bytes used.
-fn field(buf: &[u8]) -> Option<(u64, usize)> {
+/// Reads `<digits>:` (1 to `max_digits` digits) from the start of `buf`: the value and the
+/// bytes used.
+fn field(buf: &[u8], max_digits: usize) -> Option<(u64, usize)> {
     let mut v: u64 = 0;
-    for (i, &b) in buf.iter().enumerate().take(MAX_DIGITS + 1) {
+    for (i, &b) in buf.iter().enumerate().take(max_digits + 1) {
         match b {
-            b'0'..=b'9' => v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?,
+            b'0'..=b'9' => v = v * 10 + u64::from(b - b'0'),
             b':' if i > 0 => return Some((v, i + 1)),
             _ => return None,
         }
@@ -70,16 +74,17 @@ fn field(buf: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Parses a marker from `buf`, which starts right after a `#`.
-fn parse_after_hash(buf: &[u8]) -> Option<Marker> {
-    let (sender, a) = field(buf)?;
-    let (seq, b) = field(&buf[a..])?;
-    let (send_us, _) = field(&buf[a + b..])?;
-    Some(Marker {
+/// Parses a marker from `buf`, which starts right after a `#`: the marker and its length.
+fn parse_after_hash(buf: &[u8]) -> Option<(Marker, usize)> {
+    let (sender, a) = field(buf, MAX_ID_DIGITS)?;
+    let (seq, b) = field(&buf[a..], MAX_ID_DIGITS)?;
+    let (send_us, c) = field(&buf[a + b..], MAX_DIGITS)?;
+    let m = Marker {
         sender: u32::try_from(sender).ok()?,
         seq: u32::try_from(seq).ok()?,
         send_us,
-    })
+    };
+    Some((m, a + b + c))
 }
 
 /// Calls `found` for every message marker in `payload`, once per message: a server that puts
@@ -94,13 +99,20 @@ fn parse_after_hash(buf: &[u8]) -> Option<Marker> {
 /// assert_eq!(ids, [(1, 7)]);
 /// ```
 pub fn scan(payload: &[u8], mut found: impl FnMut(Marker)) {
-    let mut last: Option<(u32, u32)> = None;
+    // The last marker found, and its bytes (from the `#`): a repeat is skipped by comparing
+    // bytes, without parsing it again.
+    let mut last: Option<(Marker, &[u8])> = None;
     for at in memchr::memchr_iter(b'#', payload) {
-        if let Some(m) = parse_after_hash(&payload[at + 1..]) {
-            if last != Some((m.sender, m.seq)) {
-                last = Some((m.sender, m.seq));
+        let rest = &payload[at..];
+        if last.is_some_and(|(_, raw)| rest.starts_with(raw)) {
+            continue;
+        }
+        if let Some((m, len)) = parse_after_hash(&rest[1..]) {
+            let same = last.is_some_and(|(l, _)| (l.sender, l.seq) == (m.sender, m.seq));
+            if !same {
                 found(m);
             }
+            last = Some((m, &rest[..len + 1]));
         }
     }
 }
@@ -131,7 +143,13 @@ mod tests {
     #[test]
     fn round_trip_through_a_json_wrapping() {
         let mut text = Vec::new();
-        write_text(&mut text, 4_000_000, u32::MAX, u64::MAX, 80);
+        write_text(
+            &mut text,
+            4_000_000,
+            u32::MAX,
+            9_999_999_999_999_999_999,
+            80,
+        );
         let text = String::from_utf8(text).unwrap();
         let frame = format!(
             r#"{{"type":1,"info":"user1: {text}","event":"message","name":"user1","text":"{text}","time":1}}"#
@@ -142,7 +160,7 @@ mod tests {
             [Marker {
                 sender: 4_000_000,
                 seq: u32::MAX,
-                send_us: u64::MAX
+                send_us: 9_999_999_999_999_999_999
             }]
         );
     }
@@ -160,6 +178,23 @@ mod tests {
     }
 
     #[test]
+    fn repeated_markers_in_coalesced_json_each_count_once() {
+        let mut frame = Vec::new();
+        for seq in 0..3 {
+            let mut text = Vec::new();
+            write_text(&mut text, 5, seq, 77, 64);
+            let text = String::from_utf8(text).unwrap();
+            let line = format!(r#"{{"info":"user1: {text}","text":"{text}"}}"#);
+            frame.extend_from_slice(line.as_bytes());
+            frame.push(b'\n');
+        }
+        let seqs: Vec<u32> = markers(&frame).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        // A prefix of the last marker's bytes is not the same marker.
+        assert_eq!(markers(b"#1:10:5: #1:1:5:").len(), 2);
+    }
+
+    #[test]
     fn ignores_hashes_that_are_not_markers() {
         for junk in [
             &b"#"[..],
@@ -168,7 +203,7 @@ mod tests {
             b"#1:2:3",
             b"#:1:2:3:",
             b"#a:1:2:",
-            b"#1:2:123456789012345678901:",
+            b"#1:2:12345678901234567890:",
             b"#99999999999:1:1:",
         ] {
             assert!(
