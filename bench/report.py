@@ -201,8 +201,12 @@ def ratios(s1, s2, best, per_conn):
     ws = best.get("wschat", {}).get("deliveries_per_s")
     wm = per_conn.get(("wschat", 5000))
     for p in peers:
-        body.append([p, ratio(w1, med(s1.get(p, []), "server_cpu_us_per_delivery")),
-                     ratio(w2, med(s2.get(p, []), "p99_us")),
+        p2 = ratio(w2, med(s2.get(p, []), "p99_us"))
+        lost_clients = median([closed(r) for r in s2.get(p, [])])
+        if lost_clients:
+            held = median([r["connected"] for r in s2[p]]) - lost_clients
+            p2 += f" (peer kept only {fmt(held)} of 1,000 clients)"
+        body.append([p, ratio(w1, med(s1.get(p, []), "server_cpu_us_per_delivery")), p2,
                      ratio(ws, best.get(p, {}).get("deliveries_per_s")),
                      ratio(wm, per_conn.get((p, 5000)))])
     return table(header, body)
@@ -229,7 +233,7 @@ set xlabel "offered deliveries/s"
 set ylabel "delivered/s (during the sending window)"
 plot for [i=0:{len(peers) - 1}] "{data}" index i using 1:2 with linespoints title columnheader(1)
 set ylabel "p99 latency, ms"
-set key top left
+set key bottom right
 plot for [i=0:{len(peers) - 1}] "{data}" index i using 1:3 with linespoints title columnheader(1), \\
      100 with lines dashtype 2 lc rgb "gray" title "100 ms"
 unset multiplot

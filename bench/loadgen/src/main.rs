@@ -28,7 +28,7 @@ OPTIONS:
     -t, --threads T        worker threads [1]
     --no-echo-to-sender    the server does not send a message back to its sender
     --server-pid PID       report that process's CPU time and memory
-    --connect-batch N      handshakes in flight at once [200]
+    --connect-batch N      handshakes in flight at once [20]
     --connect-retries N    retries per connection after a failure [3]
     --connect-timeout SECS per attempt [5]
     --connect-max SECS     the whole connect phase; later connections count as failed [60]
@@ -130,7 +130,7 @@ fn run_load(args: &[String]) -> Result<(), String> {
         threads: 1,
         echo_to_sender: true,
         server_pid: None,
-        connect_batch: 200,
+        connect_batch: 20,
         connect_retries: 3,
         connect_timeout: Duration::from_secs(5),
         connect_max: Duration::from_secs(60),
