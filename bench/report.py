@@ -187,7 +187,8 @@ def growth_table(rows1, rows5):
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return "–"
-    return f"{a / b:.2f}×"
+    r = a / b
+    return f"{r:.3f}×" if r < 0.1 else f"{r:.2f}×"
 
 
 def ratios(s1, s2, best, per_conn):
