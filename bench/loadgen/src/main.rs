@@ -1,0 +1,211 @@
+//! `wschat-bench`: parses arguments, runs the load (or the sink), prints one JSON line.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use wschat_bench::load::{self, Options};
+use wschat_bench::{output, sink};
+
+const USAGE: &str = "\
+wschat-bench: load generator for WebSocket chat servers (loopback only)
+
+USAGE:
+    wschat-bench [OPTIONS] --url ws://127.0.0.1:PORT/PATH
+    wschat-bench sink [--port PORT]      trivial broadcast server, to measure the generator
+
+N clients connect to the URL; K of them send R messages/s of B bytes each for D seconds
+(open loop); every client reads everything. Each message text is `#<sender>:<seq>:<send_us>:`
+padded to B bytes, found again in whatever the server wraps around it. Prints one JSON line.
+
+OPTIONS:
+    --url URL              ws://HOST:PORT/PATH; `{i}` in PATH becomes the client's index
+    -n, --clients N        connections [100]
+    -k, --senders K        how many of them send [10]
+    -r, --rate R           messages per second per sender [50]
+    -b, --size B           message text bytes [64]
+    -d, --duration SECS    sending time [10]
+    -t, --threads T        worker threads [1]
+    --no-echo-to-sender    the server does not send a message back to its sender
+    --server-pid PID       report that process's CPU time and memory
+    --connect-batch N      handshakes in flight at once [20]
+    --connect-retries N    retries per connection after a failure [3]
+    --connect-timeout SECS per attempt [5]
+    --connect-max SECS     the whole connect phase; later connections count as failed [60]
+    --settle SECS          after connecting, wait until no frame came for this long [0.5]
+    --settle-max SECS      ... but no longer than this [30]
+    --drain SECS           after sending, wait this long at most for late deliveries [5]
+    --tag KEY=VALUE        copied into the JSON line (repeatable)
+    -h, --help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("sink") {
+        run_sink(&args[1..])
+    } else {
+        run_load(&args)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wschat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Walks `--flag value` pairs.
+struct Args<'a> {
+    it: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Args<'a> {
+    fn value(&mut self, flag: &str) -> Result<&'a str, String> {
+        self.it
+            .next()
+            .map(String::as_str)
+            .ok_or_else(|| format!("{flag} needs a value"))
+    }
+    fn parse<T: std::str::FromStr>(&mut self, flag: &str) -> Result<T, String> {
+        let v = self.value(flag)?;
+        v.parse()
+            .map_err(|_| format!("{flag}: cannot read {v:?} as a number"))
+    }
+    fn secs(&mut self, flag: &str) -> Result<Duration, String> {
+        let s: f64 = self.parse(flag)?;
+        Duration::try_from_secs_f64(s).map_err(|_| format!("{flag}: {s} is not a duration"))
+    }
+}
+
+fn run_sink(args: &[String]) -> Result<(), String> {
+    let mut port = 9001u16;
+    let mut a = Args { it: args.iter() };
+    while let Some(flag) = a.it.next() {
+        match flag.as_str() {
+            "--port" | "-p" => port = a.parse(flag)?,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    sink::run(SocketAddr::from(([127, 0, 0, 1], port))).map_err(|e| e.to_string())
+}
+
+/// Splits `ws://host:port/path` into a loopback address, the Host header and the path.
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url:?}: only ws:// URLs are supported"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = host
+        .to_socket_addrs()
+        .map_err(|e| format!("{host:?}: {e} (give host:port)"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("{host:?}: no IPv4 address"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr}: this generator only targets loopback addresses (127.0.0.0/8)"
+        ));
+    }
+    Ok((addr, host.to_string(), path.to_string()))
+}
+
+fn run_load(args: &[String]) -> Result<(), String> {
+    let mut url = None;
+    let mut opts = Options {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        host: String::new(),
+        path: String::new(),
+        clients: 100,
+        senders: 10,
+        rate: 50.0,
+        size: 64,
+        duration: Duration::from_secs(10),
+        threads: 1,
+        echo_to_sender: true,
+        server_pid: None,
+        connect_batch: 20,
+        connect_retries: 3,
+        connect_timeout: Duration::from_secs(5),
+        connect_max: Duration::from_secs(60),
+        settle: Duration::from_millis(500),
+        settle_max: Duration::from_secs(30),
+        drain: Duration::from_secs(5),
+    };
+    let mut tags = Vec::new();
+    let mut a = Args { it: args.iter() };
+    while let Some(flag) = a.it.next() {
+        let f = flag.as_str();
+        match f {
+            "--url" => url = Some(a.value(f)?.to_string()),
+            "-n" | "--clients" => opts.clients = a.parse(f)?,
+            "-k" | "--senders" => opts.senders = a.parse(f)?,
+            "-r" | "--rate" => opts.rate = a.parse(f)?,
+            "-b" | "--size" => opts.size = a.parse(f)?,
+            "-d" | "--duration" => opts.duration = a.secs(f)?,
+            "-t" | "--threads" => opts.threads = a.parse(f)?,
+            "--no-echo-to-sender" => opts.echo_to_sender = false,
+            "--server-pid" => opts.server_pid = Some(a.parse(f)?),
+            "--connect-batch" => opts.connect_batch = a.parse(f)?,
+            "--connect-retries" => opts.connect_retries = a.parse(f)?,
+            "--connect-timeout" => opts.connect_timeout = a.secs(f)?,
+            "--connect-max" => opts.connect_max = a.secs(f)?,
+            "--settle" => opts.settle = a.secs(f)?,
+            "--settle-max" => opts.settle_max = a.secs(f)?,
+            "--drain" => opts.drain = a.secs(f)?,
+            "--tag" => {
+                let kv = a.value(f)?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--tag {kv:?}: give KEY=VALUE"))?;
+                tags.push((k.to_string(), v.to_string()));
+            }
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    let url = url.ok_or("--url is required (see --help)")?;
+    (opts.addr, opts.host, opts.path) = parse_url(&url)?;
+    if opts.senders > opts.clients {
+        return Err(format!(
+            "--senders {} is more than --clients {}",
+            opts.senders, opts.clients
+        ));
+    }
+    if opts.senders > 0 && !(opts.rate > 0.0 && opts.rate.is_finite()) {
+        return Err("--rate must be more than 0".into());
+    }
+    if opts.connect_batch == 0 || opts.threads == 0 {
+        return Err("--connect-batch and --threads must be at least 1".into());
+    }
+    let report = load::run(&opts).map_err(|e| e.to_string())?;
+    println!("{}", output::json_line(&opts, &report, &tags));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (addr, host, path) = parse_url("ws://127.0.0.1:3000/?name=c{i}").unwrap();
+        assert_eq!(addr.port(), 3000);
+        assert_eq!(
+            (host.as_str(), path.as_str()),
+            ("127.0.0.1:3000", "/?name=c{i}")
+        );
+        assert_eq!(parse_url("ws://127.0.0.1:1").unwrap().2, "/");
+        assert!(parse_url("wss://127.0.0.1:1/").is_err());
+        assert!(parse_url("ws://10.0.0.1:80/").is_err());
+    }
+}

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenarios (BENCHMARKS.md) against wschat and each peer, one after another,
+# and writes raw JSON lines, a markdown report and a plot into a results folder.
+#
+#   bench/run.sh                          everything: build, set up peers, all scenarios, 3 reps
+#   bench/run.sh --scenarios 1,3 --peers wschat,go-hub --reps 1
+#   bench/run.sh --quick                  a few seconds, wschat and the sink only (CI smoke)
+#
+# Scenarios: gen (generator against the trivial sink), 1, 2, 3 (saturation sweep), 4 (memory),
+# 5 (growth: scenario 1 at 1,000 and 5,000 clients; 100 clients comes from scenario 1).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PEERS_DIR="$ROOT/bench/peers"
+ALL_PEERS="wschat,go-hub,tokio-tungstenite,node-ws,nodejs-websocket"
+SCENARIOS="gen,1,2,3,4,5"
+PEERS="$ALL_PEERS"
+REPS=3
+DURATION=10
+SWEEP_DURATION=""
+# Saturation sweep: messages/s per sender (10 senders, 100 clients: offered deliveries/s is
+# 1,000 times this). A peer's sweep stops after two failing rates in a row.
+RATES="50 100 150 200 300 500 750 1000 1500 2000 2500 3000 4000 5000 6000 8000"
+GEN_RATES="1000 2000 4000 6000 8000 10000 12000 15000 20000"
+MEMORY_CLIENTS="1000 5000"
+GROWTH_CLIENTS="1000 5000"
+OUT=""
+SETUP=1
+QUICK=0
+# Servers listen below the kernel's ephemeral range (32768 and up, see
+# /proc/sys/net/ipv4/ip_local_port_range): the generator's thousands of client sockets take
+# ports there, and a server could not bind one of them.
+PORT=${BENCH_PORT_BASE:-21000}
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
+
+Options:
+  --scenarios LIST     comma-separated, from gen,1,2,3,4,5 [$SCENARIOS]
+  --peers LIST         comma-separated, from $ALL_PEERS [all]
+  --reps N             repetitions of each run; the report shows medians [$REPS]
+  --duration SECS      sending time per run [$DURATION]
+  --sweep-duration S   sending time per rate in the sweeps (gen, 3) [same as --duration]
+  --rates "R ..."      sweep rates, messages/s per sender [$RATES]
+  --out DIR            results folder [bench/results/DATE]
+  --no-setup           do not build or set up peers
+  --quick              CI smoke: wschat and the sink, 1 rep, 2 s runs, scenarios gen,1,4
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scenarios) SCENARIOS="$2"; shift 2 ;;
+    --peers) PEERS="$2"; shift 2 ;;
+    --reps) REPS="$2"; shift 2 ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --sweep-duration) SWEEP_DURATION="$2"; shift 2 ;;
+    --rates) RATES="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --no-setup) SETUP=0; shift ;;
+    --quick) QUICK=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$QUICK" = 1 ]; then
+  SCENARIOS="gen,1,4"; PEERS="wschat"; REPS=1; DURATION=2
+  GEN_RATES="1000"; MEMORY_CLIENTS="200"
+fi
+SWEEP_DURATION="${SWEEP_DURATION:-$DURATION}"
+OUT="${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT/logs"
+RAW="$OUT/raw.jsonl"
+BENCH="$ROOT/target/release/wschat-bench"
+has() { [[ ",$1," == *",$2,"* ]]; }
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+ulimit -n 20000 2>/dev/null || true
+
+# ---- setup ------------------------------------------------------------------------------
+if [ "$SETUP" = 1 ]; then
+  log "building wschat and wschat-bench (release)"
+  (cd "$ROOT" && cargo build --release --quiet -p wschat -p wschat-bench)
+  for p in ${PEERS//,/ }; do
+    log "setting up $p"
+    "$PEERS_DIR/$p/setup.sh"
+  done
+fi
+"$ROOT/bench/machine.sh" > "$OUT/machine.txt" 2>&1 || true
+
+# ---- one server, one load ---------------------------------------------------------------
+SERVER_PID=""
+
+# start_server PEER: starts it on a fresh port, waits until it accepts connections.
+start_server() {
+  local peer="$1"
+  PORT=$((PORT + 1))
+  if [ "$peer" = sink ]; then
+    "$BENCH" sink --port "$PORT" > "$OUT/logs/$peer.$PORT.log" 2>&1 &
+  else
+    "$PEERS_DIR/$peer/start.sh" "$PORT" > "$OUT/logs/$peer.$PORT.log" 2>&1 &
+  fi
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      sleep 0.2 # let the probe connection's leave go by
+      return 0
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "$peer did not start (see $OUT/logs/$peer.$PORT.log)"
+  return 1
+}
+
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+trap stop_server EXIT
+
+# run_load PEER SCENARIO REP [wschat-bench flags...]: a fresh server, one load, one JSON line
+# appended to raw.jsonl (also echoed to stdout). Prints nothing when the server did not start.
+run_load() {
+  local peer="$1" scenario="$2" rep="$3"; shift 3
+  local flags=()
+  [ -f "$PEERS_DIR/$peer/bench-flags" ] && read -r -a flags < "$PEERS_DIR/$peer/bench-flags"
+  start_server "$peer" || { stop_server; return 0; }
+  local line
+  if line=$("$BENCH" --url "ws://127.0.0.1:$PORT/" --server-pid "$SERVER_PID" "${flags[@]}" \
+      --tag "scenario=$scenario" --tag "peer=$peer" --tag "rep=$rep" "$@" \
+      2>> "$OUT/logs/wschat-bench.log"); then
+    echo "$line" >> "$RAW"
+    echo "$line"
+  else
+    log "wschat-bench failed against $peer (see $OUT/logs/wschat-bench.log)"
+  fi
+  stop_server
+}
+
+# passes: the last JSON line on stdin has nothing lost, no connect failure, p99 < 100 ms.
+passes() {
+  python3 -c 'import json,sys
+d=json.loads(sys.stdin.read().strip().splitlines()[-1])
+ok=d["lost"]<=0 and d["connect_failures"]==0 and d["p99_us"]<100000 and d["connected"]>0
+sys.exit(0 if ok else 1)'
+}
+
+# sweep PEER SCENARIO REP "RATES" [MAX_FAILS]: rising rates until MAX_FAILS (default 2)
+# fail in a row.
+sweep() {
+  local peer="$1" scenario="$2" rep="$3" rates="$4" max_fails="${5:-2}" fails=0 out
+  for r in $rates; do
+    out=$(run_load "$peer" "$scenario" "$rep" -n 100 -k 10 -r "$r" -d "$SWEEP_DURATION")
+    [ -n "$out" ] || break
+    if echo "$out" | passes; then fails=0; else fails=$((fails + 1)); fi
+    log "  $peer rate $r/s per sender: $(echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%d deliveries/s, p99 %d us, lost %d" % (d["deliveries_per_s"], d["p99_us"], d["lost"]))')"
+    [ "$fails" -lt "$max_fails" ] || break
+  done
+}
+
+# ---- scenarios ----------------------------------------------------------------------------
+for rep in $(seq "$REPS"); do
+  log "=== repetition $rep of $REPS"
+  if has "$SCENARIOS" gen; then
+    log "generator saturation against the sink"
+    sweep sink gen "$rep" "$GEN_RATES" 99 # every rate: where it tops out is the point
+  fi
+  for peer in ${PEERS//,/ }; do
+    if has "$SCENARIOS" 1; then
+      log "scenario 1: $peer"
+      run_load "$peer" 1 "$rep" -n 100 -k 10 -r 50 -b 64 -d "$DURATION" > /dev/null
+    fi
+    if has "$SCENARIOS" 2; then
+      log "scenario 2: $peer"
+      run_load "$peer" 2 "$rep" -n 1000 -k 4 -r 25 -b 64 -d "$DURATION" > /dev/null
+    fi
+    if has "$SCENARIOS" 3; then
+      log "scenario 3 (saturation sweep): $peer"
+      sweep "$peer" 3 "$rep" "$RATES"
+    fi
+    if has "$SCENARIOS" 4; then
+      log "scenario 4 (memory): $peer"
+      for n in 0 $MEMORY_CLIENTS; do
+        run_load "$peer" 4 "$rep" -n "$n" -k 0 -d 0 --drain 0 --settle 1 > /dev/null
+      done
+    fi
+    if has "$SCENARIOS" 5; then
+      log "scenario 5 (growth): $peer"
+      for n in $GROWTH_CLIENTS; do
+        run_load "$peer" 5 "$rep" -n "$n" -k 10 -r 50 -b 64 -d "$DURATION" > /dev/null
+      done
+    fi
+  done
+done
+
+log "writing the report"
+python3 "$ROOT/bench/report.py" "$OUT"
+log "done: $OUT/REPORT.md"
+
+# Quick mode is a smoke test: it fails unless every scenario 1 run delivered everything.
+if [ "$QUICK" = 1 ]; then
+  python3 - "$RAW" <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+s1 = [r for r in runs if r["scenario"] == "1"]
+bad = [r for r in s1 if r["lost"] > 0 or r["connect_failures"] or r["connected"] == 0]
+print(f"bench-quick: {len(s1) - len(bad)} passed, {len(bad)} failed")
+sys.exit(1 if bad or not s1 else 0)
+PY
+fi
