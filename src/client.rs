@@ -78,7 +78,19 @@ struct ReadSide {
 
 impl Read for ReadSide {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.stream).read(buf)
+        read_retrying(&self.stream, buf)
+    }
+}
+
+/// A read that retries when interrupted: a read with a timeout returns EINTR when the process
+/// is stopped and continued (Ctrl-Z then `fg`, a debugger attaching), which is no reason to end
+/// a connection.
+fn read_retrying(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            result => return result,
+        }
     }
 }
 
@@ -102,7 +114,7 @@ struct Replay<'a> {
 impl Read for Replay<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.head.is_empty() {
-            return self.stream.read(buf);
+            return read_retrying(self.stream, buf);
         }
         let n = self.head.len().min(buf.len());
         buf[..n].copy_from_slice(&self.head[..n]);
@@ -701,7 +713,7 @@ fn end_for(error: tungstenite::Error, config: &Config) -> End {
 
 /// Keeps reading (and discarding) until the peer closes or `CLOSE_LINGER` passes, so our
 /// Close frame and FIN reach it before the socket is closed.
-fn linger(mut stream: &TcpStream) {
+fn linger(stream: &TcpStream) {
     let until = Instant::now() + CLOSE_LINGER;
     let mut scratch = [0u8; 512];
     loop {
@@ -709,7 +721,7 @@ fn linger(mut stream: &TcpStream) {
         if now >= until || stream.set_read_timeout(Some(until - now)).is_err() {
             return;
         }
-        match stream.read(&mut scratch) {
+        match read_retrying(stream, &mut scratch) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }

@@ -152,3 +152,19 @@ fn the_library_stop_handle_closes_clients_with_1001_too() {
         "a answered, so no full grace: {took:?}"
     );
 }
+
+#[test]
+fn sigstop_and_sigcont_do_not_drop_anyone() {
+    // A stopped and continued process (Ctrl-Z then fg, a debugger) sees EINTR from reads that
+    // have a timeout; that is not a connection error.
+    let server = Binary::start(&[]);
+    let (mut a, _) = join(server.addr, "a");
+    let mut echo = connect(server.addr, "/echo");
+    server.signal(libc::SIGSTOP);
+    thread::sleep(Duration::from_millis(200));
+    server.signal(libc::SIGCONT);
+    send_text(&mut a, "still here");
+    assert_eq!(recv_event(&mut a, "message")["text"], "still here");
+    send_text(&mut echo, "me too");
+    assert_eq!(recv(&mut echo), tungstenite::Message::text("me too"));
+}
