@@ -39,20 +39,28 @@ const BACKLOG_RETRY_MS: u64 = 5;
 /// Events handled before writing: enough to put many frames into one `send` under load
 /// (corking), few enough that the first of them is not held back long.
 const MAX_EVENTS_PER_ROUND: usize = 1024;
+/// During a pass over the clients, queued events are taken after every this many sends (a
+/// `try_recv` that finds nothing costs a few atomic loads).
+const SENDS_PER_INTAKE: usize = 16;
 /// Encoded bytes queued in one round before writing. Bounds what a round adds to each
 /// client's buffer before the sockets get a chance to take it, so the backlog limit measures
 /// what a client failed to take, not the size of a burst.
 const MAX_ROUND_BYTES: usize = 64 * 1024;
-/// Once backlogs have held this much at once and then all emptied, freed memory is returned
-/// to the OS: a burst (a thousand clients joining at once) must not leave RSS high.
+/// Once backlogs have held this much at once and then all emptied (or idle clients' buffers
+/// this large were freed), freed memory is returned to the OS: a burst (a thousand clients
+/// joining at once) must not leave RSS high.
 const TRIM_AFTER_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
 /// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping). Chat traffic is
 /// small; a fixed buffer keeps a stuck client from holding megabytes of kernel memory and
 /// makes its backlog, and the limits on it, start early.
 const CHAT_SEND_BUFFER_BYTES: usize = 64 * 1024;
-/// A client's outgoing buffer keeps its capacity between rounds up to this size; a burst
-/// that grew it further gives the memory back once sent.
-const KEEP_OUT_CAPACITY_BYTES: usize = 0;
+/// A busy client's outgoing buffer keeps its capacity between rounds up to this size, so the
+/// hot path neither allocates nor faults in fresh pages; a burst that grew it further gives
+/// the memory back once sent.
+const KEEP_OUT_CAPACITY_BYTES: usize = 64 * 1024;
+/// How often the buffers of clients that got nothing since the last look are freed: an idle
+/// connection holds no outgoing buffer.
+const IDLE_BUFFER_RELEASE: Duration = Duration::from_millis(250);
 
 /// What the client readers (and the server's stop handle) tell the broadcaster.
 pub(crate) enum Event {
@@ -148,6 +156,8 @@ struct Client {
     write_closed: bool,
     /// Listed in `Broadcaster::pending`.
     queued: bool,
+    /// Something was queued since the last idle-buffer release.
+    busy: bool,
 }
 
 impl Client {
@@ -271,6 +281,10 @@ pub(crate) struct Broadcaster {
     shutdown_deadline: Option<Instant>,
     /// Bytes encoded this round (a broadcast counts once).
     round_bytes: usize,
+    /// Events handled this round.
+    round_events: usize,
+    /// When the buffers of idle clients are next freed (`None`: none can be holding one).
+    next_buffer_release: Option<Instant>,
     /// The time of this round, Unix ms: every event handled in it carries it (one clock read
     /// per round, and a line's history entry has the same time as its live event).
     now_ms: u64,
@@ -309,6 +323,8 @@ impl Broadcaster {
             next_user_number: 1,
             shutdown_deadline: None,
             round_bytes: 0,
+            round_events: 0,
+            next_buffer_release: None,
             now_ms: unix_ms(),
             backlog_high_water: 0,
         }
@@ -323,6 +339,9 @@ impl Broadcaster {
             } else {
                 now + Duration::from_millis(BACKLOG_RETRY_MS)
             };
+            if let Some(release) = self.next_buffer_release {
+                wake = wake.min(release);
+            }
             // Shutting down ends at the deadline, or sooner when every reader thread has ended
             // (each holds a sender, so the channel then reports itself disconnected).
             if let Some(deadline) = self.shutdown_deadline {
@@ -334,19 +353,12 @@ impl Broadcaster {
             match events.recv_deadline(wake) {
                 Ok(event) => {
                     self.round_bytes = 0;
+                    self.round_events = 0;
                     self.now_ms = unix_ms();
                     self.handle(event);
                     // Take whatever else is queued before writing, so that one send per client
                     // carries all the frames of this round.
-                    for _ in 1..MAX_EVENTS_PER_ROUND {
-                        if self.round_bytes >= MAX_ROUND_BYTES {
-                            break;
-                        }
-                        match events.try_recv() {
-                            Ok(event) => self.handle(event),
-                            Err(_) => break,
-                        }
-                    }
+                    self.take_queued(&events);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -356,14 +368,27 @@ impl Broadcaster {
                 self.ping_all();
                 self.next_ping = now + self.config.ping_interval;
             }
-            self.flush(now);
+            self.flush(now, &events);
             self.flush_history();
+            self.release_idle_buffers(now);
         }
         self.cut_all();
         self.flush_history();
     }
 
+    /// Handles events already queued, within the round's limits (MAX_EVENTS_PER_ROUND,
+    /// MAX_ROUND_BYTES); never waits.
+    fn take_queued(&mut self, events: &Receiver<Event>) {
+        while self.round_events < MAX_EVENTS_PER_ROUND && self.round_bytes < MAX_ROUND_BYTES {
+            match events.try_recv() {
+                Ok(event) => self.handle(event),
+                Err(_) => return,
+            }
+        }
+    }
+
     fn handle(&mut self, event: Event) {
+        self.round_events += 1;
         match event {
             Event::Join(join) => self.join(join),
             Event::Enter {
@@ -440,6 +465,7 @@ impl Broadcaster {
             closing: false,
             write_closed: false,
             queued: false,
+            busy: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -906,12 +932,22 @@ impl Broadcaster {
 
     /// Writes every client's unsent bytes, without blocking. Drops clients whose socket
     /// failed, whose backlog passed its limit, or whose backlog has lasted too long.
-    fn flush(&mut self, now: Instant) {
+    ///
+    /// A pass over a large room takes milliseconds (one `send` each). Every few sends of the
+    /// first pass it takes the events that arrived meanwhile: a message that comes in mid-pass
+    /// goes out in this pass to every client not yet written, instead of waiting for the whole
+    /// pass to end. That halves the worst delay in a big room, and packs more frames into each
+    /// `send` under load.
+    fn flush(&mut self, now: Instant, events: &Receiver<Event>) {
         let mut backlogged = Vec::new();
+        let mut first_pass = true;
         while !self.pending.is_empty() {
             let batch = mem::take(&mut self.pending);
             let mut dead: Vec<(Slot, String)> = Vec::new();
-            for slot in batch {
+            for (i, slot) in batch.into_iter().enumerate() {
+                if first_pass && i % SENDS_PER_INTAKE == SENDS_PER_INTAKE - 1 {
+                    self.take_queued(events);
+                }
                 let Some(c) = self.clients[slot].as_mut() else {
                     continue;
                 };
@@ -954,6 +990,7 @@ impl Broadcaster {
                 }
                 self.remove(slot, &why);
             }
+            first_pass = false;
         }
         let backlog: usize = backlogged
             .iter()
@@ -968,6 +1005,32 @@ impl Broadcaster {
             self.backlog_high_water = 0;
         }
         self.pending = backlogged;
+    }
+
+    /// Frees the outgoing buffers of clients that got nothing for a while (busy ones keep
+    /// theirs, up to `KEEP_OUT_CAPACITY_BYTES`).
+    fn release_idle_buffers(&mut self, now: Instant) {
+        match self.next_buffer_release {
+            None if self.round_events > 0 => {
+                self.next_buffer_release = Some(now + IDLE_BUFFER_RELEASE);
+            }
+            Some(at) if now >= at => {
+                self.round_events = 0; // a later round schedules the next release
+                let (mut any_busy, mut freed) = (false, 0);
+                for c in self.clients.iter_mut().flatten() {
+                    if !c.busy && c.out.is_empty() && c.out.capacity() > 0 {
+                        freed += c.out.capacity();
+                        c.out = Vec::new();
+                    }
+                    any_busy |= mem::take(&mut c.busy);
+                }
+                if freed >= TRIM_AFTER_BACKLOG_BYTES {
+                    release_free_memory();
+                }
+                self.next_buffer_release = any_busy.then(|| now + IDLE_BUFFER_RELEASE);
+            }
+            _ => {}
+        }
     }
 
     /// Starts a graceful shutdown: every client gets Close 1001.
@@ -1004,6 +1067,7 @@ fn queue_for(c: &mut Client, pending: &mut Vec<Slot>, slot: Slot, bytes: &[u8]) 
         return;
     }
     c.out.extend_from_slice(bytes);
+    c.busy = true;
     if !c.queued {
         c.queued = true;
         pending.push(slot);
