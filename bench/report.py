@@ -81,6 +81,22 @@ def load_table(runs_by_peer, peers):
     return table(header, rows)
 
 
+def stuck_table(rows6, s1, s2):
+    """Scenario 6 next to scenarios 1 and 2: what ten clients that never read cost the rest."""
+    header = ["peer", "load", "runs", "p99 ms, 10 stuck clients", "p99 ms, none", "difference ms",
+              "p50 ms, 10 stuck", "deliveries/s", "lost", "server RSS at the end MiB"]
+    out = []
+    for (peer, load), runs in sorted(by(rows6, "peer", "load").items()):
+        base = (s1 if load == "1" else s2).get(peer, [])
+        with_stuck, without = med(runs, "p99_us"), med(base, "p99_us") if base else None
+        diff = (with_stuck - without) if without is not None and with_stuck is not None else None
+        rss = med(runs, "server_rss_kib_end")
+        out.append([peer, f"scenario {load}", len(runs), ms(with_stuck), ms(without),
+                    ms(diff), ms(med(runs, "p50_us")), fmt(med(runs, "deliveries_per_s")),
+                    fmt(med(runs, "lost")), fmt(rss / 1024, 1) if rss is not None else "–"])
+    return table(header, out)
+
+
 def closed(r):
     """Connections the server closed or dropped before the drain ended."""
     return r["connected"] - r["open_at_end"] if "open_at_end" in r else None
@@ -283,6 +299,9 @@ def main():
     if get("5"):
         md.append("## Scenario 5: growth (scenario 1's load at more clients)\n\n"
                   + growth_table(get("1"), get("5")))
+    if get("6"):
+        md.append("## Scenario 6: ten stuck clients (they never read) during scenarios 1 and 2\n\n"
+                  + stuck_table(get("6"), s1, s2))
     if s1 and "wschat" in s1:
         md.append("## Ratios\n\n" + ratios(s1, s2, best, per_conn))
     (out_dir / "REPORT.md").write_text("\n".join(md))

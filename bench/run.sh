@@ -7,13 +7,14 @@
 #   bench/run.sh --quick                  a few seconds, wschat and the sink only (CI smoke)
 #
 # Scenarios: gen (generator against the trivial sink), 1, 2, 3 (saturation sweep), 4 (memory),
-# 5 (growth: scenario 1 at 1,000 and 5,000 clients; 100 clients comes from scenario 1).
+# 5 (growth: scenario 1 at 1,000 and 5,000 clients; 100 clients comes from scenario 1),
+# 6 (stuck clients: scenarios 1 and 2 again with ten extra clients that never read).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEERS_DIR="$ROOT/bench/peers"
 ALL_PEERS="wschat,go-hub,tokio-tungstenite,node-ws,nodejs-websocket"
-SCENARIOS="gen,1,2,3,4,5"
+SCENARIOS="gen,1,2,3,4,5,6"
 PEERS="$ALL_PEERS"
 REPS=3
 DURATION=10
@@ -35,7 +36,7 @@ PORT=${BENCH_PORT_BASE:-21000}
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
 
 Options:
-  --scenarios LIST     comma-separated, from gen,1,2,3,4,5 [$SCENARIOS]
+  --scenarios LIST     comma-separated, from gen,1,2,3,4,5,6 [$SCENARIOS]
   --peers LIST         comma-separated, from $ALL_PEERS [all]
   --reps N             repetitions of each run; the report shows medians [$REPS]
   --duration SECS      sending time per run [$DURATION]
@@ -196,6 +197,13 @@ for rep in $(seq "$REPS"); do
       for n in $GROWTH_CLIENTS; do
         run_load "$peer" 5 "$rep" -n "$n" -k 10 -r 50 -b 64 -d "$DURATION" > /dev/null
       done
+    fi
+    if has "$SCENARIOS" 6; then
+      log "scenario 6 (ten stuck clients during scenarios 1 and 2): $peer"
+      run_load "$peer" 6 "$rep" -n 100 -k 10 -r 50 -b 64 -d "$DURATION" --stuck 10 \
+        --tag load=1 > /dev/null
+      run_load "$peer" 6 "$rep" -n 1000 -k 4 -r 25 -b 64 -d "$DURATION" --stuck 10 \
+        --tag load=2 > /dev/null
     fi
   done
 done

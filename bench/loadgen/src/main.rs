@@ -27,6 +27,9 @@ OPTIONS:
     -d, --duration SECS    sending time [10]
     -t, --threads T        worker threads [1]
     --no-echo-to-sender    the server does not send a message back to its sender
+    --stuck N              also open N clients that finish the handshake and never read
+                           (a tiny receive buffer): the others' latency shows what a stuck
+                           client costs them [0]
     --server-pid PID       report that process's CPU time and memory
     --connect-batch N      handshakes in flight at once [20]
     --connect-retries N    retries per connection after a failure [3]
@@ -139,6 +142,7 @@ fn run_load(args: &[String]) -> Result<(), String> {
         drain: Duration::from_secs(5),
     };
     let mut tags = Vec::new();
+    let mut stuck = 0usize;
     let mut a = Args { it: args.iter() };
     while let Some(flag) = a.it.next() {
         let f = flag.as_str();
@@ -151,6 +155,7 @@ fn run_load(args: &[String]) -> Result<(), String> {
             "-d" | "--duration" => opts.duration = a.secs(f)?,
             "-t" | "--threads" => opts.threads = a.parse(f)?,
             "--no-echo-to-sender" => opts.echo_to_sender = false,
+            "--stuck" => stuck = a.parse(f)?,
             "--server-pid" => opts.server_pid = Some(a.parse(f)?),
             "--connect-batch" => opts.connect_batch = a.parse(f)?,
             "--connect-retries" => opts.connect_retries = a.parse(f)?,
@@ -187,9 +192,48 @@ fn run_load(args: &[String]) -> Result<(), String> {
     if opts.connect_batch == 0 || opts.threads == 0 {
         return Err("--connect-batch and --threads must be at least 1".into());
     }
+    // Held open (and never read) until the run is over; the server's log says when it
+    // dropped them.
+    let _stuck_clients = open_stuck(&opts, stuck).map_err(|e| format!("--stuck: {e}"))?;
     let report = load::run(&opts).map_err(|e| e.to_string())?;
+    if stuck > 0 {
+        tags.push(("stuck".into(), stuck.to_string()));
+    }
     println!("{}", output::json_line(&opts, &report, &tags));
     Ok(())
+}
+
+/// Opens `n` connections that send the upgrade request and then never read: the server's
+/// replies pile up in a 4 KiB receive buffer and then in the server.
+fn open_stuck(opts: &Options, n: usize) -> std::io::Result<Vec<std::net::TcpStream>> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    (0..n)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(opts.addr)?;
+            let size: libc::c_int = 4096;
+            // SAFETY: a valid socket and a c_int of the length given.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+            let path = if opts.path.contains('?') { "&" } else { "?" };
+            let request = format!(
+                "GET {}{path}name=stuck{i} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                opts.path.replace("{i}", "stuck"),
+                opts.host
+            );
+            stream.write_all(request.as_bytes())?;
+            Ok(stream)
+        })
+        .collect()
 }
 
 #[cfg(test)]
