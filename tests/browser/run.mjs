@@ -483,6 +483,24 @@ async function main() {
       await until('bob gone from the people list', async () => !(await userNames(alice)).some((n) => n.startsWith('bob')));
     });
 
+    await check('the tutorial\'s echo and scream pages talk to wschat\'s /echo and /scream', async () => {
+      for (const [page, sent, back] of [['echo', 'hi <b>x</b>', 'hi <b>x</b>'], ['scream', 'hi <b>x</b>', 'HI <B>X</B>!!!']]) {
+        const step = await open(ctx, `${base}/${page}.html`, DESKTOP);
+        await step.locator('#use-wschat').click(); // shown because wschat served the page
+        assert((await step.locator('#url').inputValue()).endsWith(`/${page}`), `${page}: the URL points at wschat's /${page}`);
+        await step.locator('#connect').click();
+        await until(`${page}: readyState open`, async () => /open/.test(await step.locator('#state').textContent()));
+        await step.locator('#message').fill(sent);
+        await step.locator('#message').press('Enter');
+        await step.locator('#log li', { hasText: back }).last().waitFor({ timeout: WAIT_MS });
+        assert(await step.locator('#log b').count() === 0, `${page}: the frame is shown as text`);
+        await step.locator('#disconnect').click();
+        await until(`${page}: readyState closed`, async () => /closed/.test(await step.locator('#state').textContent()));
+        assert(!step.problems.length, `${page}: no errors or CSP violations: ${step.problems.join('; ')}`);
+        await step.close();
+      }
+    });
+
     for (const p of [alice]) assert(!p.problems.length, `no errors or CSP violations: ${p.problems.join('; ')}`);
     if (bob.problems.length) throw new Error(`no errors or CSP violations: ${bob.problems.join('; ')}`);
 
