@@ -12,7 +12,7 @@
 //! reach the broadcaster as bytes from the readers, so no two threads ever write to one socket
 //! and bytes of two frames can never interleave.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -42,10 +42,19 @@ const MAX_EVENTS_PER_ROUND: usize = 1024;
 /// During a pass over the clients, queued events are taken after every this many sends (a
 /// `try_recv` that finds nothing costs a few atomic loads).
 const SENDS_PER_INTAKE: usize = 16;
-/// Encoded bytes queued in one round before writing. Bounds what a round adds to each
-/// client's buffer before the sockets get a chance to take it, so the backlog limit measures
-/// what a client failed to take, not the size of a burst.
+/// Encoded bytes of broadcasts queued in one round before writing. Bounds what a round adds
+/// to each client's buffer before the sockets get a chance to take it, so the backlog limit
+/// measures what a client failed to take, not the size of a burst. Frames for one client (a
+/// welcome with its people list and history, control replies) do not count: each adds to one
+/// buffer only, and counting them made a join storm of 5,000 clients run one or two joins
+/// per round (each welcome lists everyone), so one `send` per delivery.
 const MAX_ROUND_BYTES: usize = 64 * 1024;
+/// Bytes queued in one round over all clients' buffers together (a broadcast to N clients
+/// counts N times). With thousands of clients MAX_ROUND_BYTES alone lets one round queue
+/// 64 KiB for each: 320 MiB at 5,000. Measured with 5,000 clients (bench scenario 5 and a
+/// join storm): 16 MiB cut throughput by a fifth (too few frames per `send`), 32 MiB kept
+/// it and peaked 50 MiB lower than 64 MiB.
+const MAX_ROUND_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 /// Once backlogs have held this much at once and then all emptied (or idle clients' buffers
 /// this large were freed), freed memory is returned to the OS: a burst (a thousand clients
 /// joining at once) must not leave RSS high.
@@ -281,6 +290,8 @@ pub(crate) struct Broadcaster {
     shutdown_deadline: Option<Instant>,
     /// Bytes encoded this round (a broadcast counts once).
     round_bytes: usize,
+    /// Bytes queued this round (a broadcast counts once per recipient).
+    round_queued_bytes: usize,
     /// Events handled this round.
     round_events: usize,
     /// When the buffers of idle clients are next freed (`None`: none can be holding one).
@@ -290,6 +301,11 @@ pub(crate) struct Broadcaster {
     now_ms: u64,
     /// The most bytes waiting in backlogs at once since the backlogs were last all empty.
     backlog_high_water: usize,
+    /// Leaves of clients the broadcaster dropped, announced in the next rounds within the
+    /// round's limits (see `remove_dead`).
+    unannounced_leaves: VecDeque<Member>,
+    /// Buffer capacity of clients removed since memory was last returned to the OS.
+    freed_by_removals: usize,
 }
 
 impl Broadcaster {
@@ -323,10 +339,13 @@ impl Broadcaster {
             next_user_number: 1,
             shutdown_deadline: None,
             round_bytes: 0,
+            round_queued_bytes: 0,
             round_events: 0,
             next_buffer_release: None,
             now_ms: unix_ms(),
             backlog_high_water: 0,
+            unannounced_leaves: VecDeque::new(),
+            freed_by_removals: 0,
         }
     }
 
@@ -350,18 +369,27 @@ impl Broadcaster {
                 }
                 wake = wake.min(deadline);
             }
-            match events.recv_deadline(wake) {
-                Ok(event) => {
-                    self.round_bytes = 0;
-                    self.round_events = 0;
-                    self.now_ms = unix_ms();
-                    self.handle(event);
-                    // Take whatever else is queued before writing, so that one send per client
-                    // carries all the frames of this round.
-                    self.take_queued(&events);
+            // A round starts with an event, or at once while dropped clients' leaves wait.
+            let first = if self.unannounced_leaves.is_empty() {
+                match events.recv_deadline(wake) {
+                    Ok(event) => Some(Some(event)),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            } else {
+                Some(None)
+            };
+            if let Some(first) = first {
+                self.round_bytes = 0;
+                self.round_queued_bytes = 0;
+                self.round_events = 0;
+                self.now_ms = unix_ms();
+                if let Some(event) = first {
+                    self.handle(event);
+                }
+                // Take whatever else is queued before writing, so that one send per client
+                // carries all the frames of this round.
+                self.take_queued(&events);
             }
             let now = Instant::now();
             if now >= self.next_ping {
@@ -379,7 +407,19 @@ impl Broadcaster {
     /// Handles events already queued, within the round's limits (MAX_EVENTS_PER_ROUND,
     /// MAX_ROUND_BYTES); never waits.
     fn take_queued(&mut self, events: &Receiver<Event>) {
-        while self.round_events < MAX_EVENTS_PER_ROUND && self.round_bytes < MAX_ROUND_BYTES {
+        while self.round_events < MAX_EVENTS_PER_ROUND
+            && self.round_bytes < MAX_ROUND_BYTES
+            && self.round_queued_bytes < MAX_ROUND_QUEUED_BYTES
+        {
+            if let Some(Member { name, room }) = self.unannounced_leaves.pop_front() {
+                self.round_events += 1;
+                let leave = ChatEvent::Leave {
+                    name: &name,
+                    room: &room,
+                };
+                self.broadcast_except(&room, None, &leave);
+                continue;
+            }
             match events.try_recv() {
                 Ok(event) => self.handle(event),
                 Err(_) => return,
@@ -408,7 +448,7 @@ impl Broadcaster {
             }
             Event::Text { id, text } => self.text(id, text),
             Event::Send { id, bytes } => {
-                self.round_bytes += bytes.len();
+                self.round_queued_bytes += bytes.len();
                 if log_enabled!(Level::Debug) {
                     debug!("-> #{id}: {}", describe_frames(&bytes));
                 }
@@ -591,7 +631,7 @@ impl Broadcaster {
             self.encoder
                 .frame_as(wire, &mut self.frame, &event, entry.time_ms);
         }
-        self.round_bytes += self.frame.len();
+        self.round_queued_bytes += self.frame.len();
         if log_enabled!(Level::Debug) {
             debug!(
                 "-> {}: {}",
@@ -789,6 +829,7 @@ impl Broadcaster {
             self.now_ms,
         );
         self.round_bytes += sent.encoded_bytes;
+        self.round_queued_bytes += sent.queued_bytes;
         if log_enabled!(Level::Debug) {
             let n = members.len() - usize::from(except.is_some());
             self.log_sent(&format!("{room} ({n} clients)"));
@@ -806,7 +847,10 @@ impl Broadcaster {
             event,
             self.now_ms,
         );
-        self.round_bytes += sent.encoded_bytes;
+        if slots.len() > 1 {
+            self.round_bytes += sent.encoded_bytes; // see MAX_ROUND_BYTES
+        }
+        self.round_queued_bytes += sent.queued_bytes;
         if log_enabled!(Level::Debug) {
             let labels: Vec<String> = slots
                 .iter()
@@ -926,8 +970,31 @@ impl Broadcaster {
         };
         self.by_id.remove(&c.id);
         self.free.push(slot);
+        self.freed_by_removals += c.out.capacity();
         let _ = c.stream.shutdown(Shutdown::Both);
         info!("#{} {} disconnected: {reason}", c.id, c.peer);
+    }
+
+    /// Drops the clients whose writes failed in one pass. They leave their rooms at once, and
+    /// their leaves are announced in the next rounds, within a round's limits. Announcing each
+    /// at once would queue it for every other client, outside any limit, including the other
+    /// dead ones not yet found: when 5,000 clients vanished together that was N²/2 lines, a
+    /// gigabyte of buffers for sockets that were already gone. (Meanwhile a newcomer's people
+    /// list can lack someone whose leave it then sees; the page ignores such a leave.)
+    fn remove_dead(&mut self, dead: Vec<(Slot, String)>) {
+        for (slot, why) in dead {
+            let Some(c) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            warn!("#{} dropped: {why}", c.id);
+            if let Some(member) = c.member.take() {
+                self.rooms.remove(&member.room, slot, &member.name);
+                if self.shutdown_deadline.is_none() {
+                    self.unannounced_leaves.push_back(member);
+                }
+            }
+            self.remove(slot, &why);
+        }
     }
 
     /// Writes every client's unsent bytes, without blocking. Drops clients whose socket
@@ -984,12 +1051,7 @@ impl Broadcaster {
                     Err(e) => dead.push((slot, format!("write failed: {e}"))),
                 }
             }
-            for (slot, why) in dead {
-                if let Some(c) = &self.clients[slot] {
-                    warn!("#{} dropped: {why}", c.id);
-                }
-                self.remove(slot, &why);
-            }
+            self.remove_dead(dead);
             first_pass = false;
         }
         let backlog: usize = backlogged
@@ -1024,6 +1086,7 @@ impl Broadcaster {
                     }
                     any_busy |= mem::take(&mut c.busy);
                 }
+                freed += mem::take(&mut self.freed_by_removals);
                 if freed >= TRIM_AFTER_BACKLOG_BYTES {
                     release_free_memory();
                 }
@@ -1078,6 +1141,8 @@ fn queue_for(c: &mut Client, pending: &mut Vec<Slot>, slot: Slot, bytes: &[u8]) 
 struct Sent {
     /// Bytes encoded (each format once), for the round's budget.
     encoded_bytes: usize,
+    /// Bytes appended to the recipients' buffers, all of them together.
+    queued_bytes: usize,
 }
 
 /// Queues `event` for each of `recipients` in its wire format. `frames` are the scratch
@@ -1096,6 +1161,7 @@ fn send_event(
     let [classic, socketio] = frames;
     classic.clear();
     socketio.clear();
+    let mut queued_bytes = 0;
     for slot in recipients {
         let Some(c) = clients.get_mut(slot).and_then(Option::as_mut) else {
             continue;
@@ -1108,9 +1174,11 @@ fn send_event(
             encoder.frame_as(c.wire, frame, event, time);
         }
         queue_for(c, pending, slot, frame);
+        queued_bytes += frame.len();
     }
     Sent {
         encoded_bytes: classic.len() + socketio.len(),
+        queued_bytes,
     }
 }
 

@@ -141,6 +141,49 @@ fn a_dropped_tcp_connection_still_announces_the_leave() {
 }
 
 #[test]
+fn many_clients_vanishing_at_once_each_leave_is_announced_once() {
+    const N: usize = 200;
+    let server = start_default();
+    let addr = server.local_addr();
+    let (mut alice, _) = join(addr, "alice");
+    let mut crowd = Vec::new();
+    for i in 0..N {
+        crowd.push(join(addr, &format!("p{i}")).0);
+        assert_eq!(recv_json(&mut alice)["info"], format!("p{i} comes in !!!"));
+    }
+    // The crowd never read the later join lines, so closing their sockets resets them: the
+    // broadcaster finds many of them dead by a failed write (alice's chatter keeps it
+    // writing), not only from their readers, and drops them in batches.
+    for ws in crowd {
+        drop(ws);
+    }
+    send_text(&mut alice, "first");
+    let mut left = std::collections::BTreeSet::new();
+    let mut seen_first = false;
+    while left.len() < N || !seen_first {
+        let v = recv_json(&mut alice);
+        match v["event"].as_str() {
+            Some("leave") => {
+                let name = v["name"].as_str().unwrap().to_string();
+                assert!(left.insert(name.clone()), "{name}'s leave came twice");
+            }
+            Some("message") => {
+                assert_eq!(v["text"], "first");
+                seen_first = true;
+            }
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    let expected: std::collections::BTreeSet<String> = (0..N).map(|i| format!("p{i}")).collect();
+    assert_eq!(left, expected);
+    // Nothing else is owed: the next frame is alice's next line, and the room is hers alone.
+    send_text(&mut alice, "/who");
+    let who = recv_json(&mut alice);
+    assert_eq!(who["code"], "who", "{who}");
+    assert_eq!(who["users"], serde_json::json!(["alice"]));
+}
+
+#[test]
 fn names_from_query_defaults_duplicates_and_invalid() {
     let server = start_default();
     let addr = server.local_addr();
