@@ -981,12 +981,21 @@ impl Broadcaster {
     /// dead ones not yet found: when 5,000 clients vanished together that was N²/2 lines, a
     /// gigabyte of buffers for sockets that were already gone. (Meanwhile a newcomer's people
     /// list can lack someone whose leave it then sees; the page ignores such a leave.)
-    fn remove_dead(&mut self, dead: Vec<(Slot, String)>) {
-        for (slot, why) in dead {
+    fn remove_dead(&mut self, dead: Vec<Dead>) {
+        for Dead {
+            slot,
+            why,
+            peer_gone,
+        } in dead
+        {
             let Some(c) = self.clients[slot].as_mut() else {
                 continue;
             };
-            warn!("#{} dropped: {why}", c.id);
+            // A peer that went away is routine (`remove` logs it); a drop deserves a warning:
+            // when thousands leave at once, thousands of warnings would bury the ones that count.
+            if !peer_gone {
+                warn!("#{} dropped: {why}", c.id);
+            }
             if let Some(member) = c.member.take() {
                 self.rooms.remove(&member.room, slot, &member.name);
                 if self.shutdown_deadline.is_none() {
@@ -1010,7 +1019,7 @@ impl Broadcaster {
         let mut first_pass = true;
         while !self.pending.is_empty() {
             let batch = mem::take(&mut self.pending);
-            let mut dead: Vec<(Slot, String)> = Vec::new();
+            let mut dead: Vec<Dead> = Vec::new();
             for (i, slot) in batch.into_iter().enumerate() {
                 if first_pass && i % SENDS_PER_INTAKE == SENDS_PER_INTAKE - 1 {
                     self.take_queued(events);
@@ -1032,7 +1041,7 @@ impl Broadcaster {
                     }
                     Ok(false) if c.unsent() > c.max_backlog_bytes => {
                         let why = format!("backlog over {} bytes", c.max_backlog_bytes);
-                        dead.push((slot, why));
+                        dead.push(Dead::dropped(slot, why));
                     }
                     Ok(false) => {
                         let since = *c.backlog_since.get_or_insert(now);
@@ -1042,13 +1051,22 @@ impl Broadcaster {
                                 c.unsent(),
                                 now.duration_since(since)
                             );
-                            dead.push((slot, why));
+                            dead.push(Dead::dropped(slot, why));
                         } else {
                             c.queued = true;
                             backlogged.push(slot);
                         }
                     }
-                    Err(e) => dead.push((slot, format!("write failed: {e}"))),
+                    Err(e) => dead.push(Dead {
+                        slot,
+                        why: format!("write failed: {e}"),
+                        peer_gone: matches!(
+                            e.kind(),
+                            ErrorKind::BrokenPipe
+                                | ErrorKind::ConnectionReset
+                                | ErrorKind::ConnectionAborted
+                        ),
+                    }),
                 }
             }
             self.remove_dead(dead);
@@ -1134,6 +1152,25 @@ fn queue_for(c: &mut Client, pending: &mut Vec<Slot>, slot: Slot, bytes: &[u8]) 
     if !c.queued {
         c.queued = true;
         pending.push(slot);
+    }
+}
+
+/// A client found dead during a pass over the sockets.
+struct Dead {
+    slot: Slot,
+    why: String,
+    /// The peer had already closed or reset the connection (not a drop by the server).
+    peer_gone: bool,
+}
+
+impl Dead {
+    /// A client the server drops for what it did (or failed to do).
+    fn dropped(slot: Slot, why: String) -> Self {
+        Dead {
+            slot,
+            why,
+            peer_gone: false,
+        }
     }
 }
 
