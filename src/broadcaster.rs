@@ -1118,6 +1118,7 @@ impl Broadcaster {
     fn shutdown(&mut self) {
         info!("shutting down: closing {} connections", self.by_id.len());
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_grace);
+        self.unannounced_leaves.clear(); // everyone is leaving: no leave lines while shutting down
         for slot in 0..self.clients.len() {
             if self.clients[slot].as_ref().is_some_and(|c| !c.closing) {
                 self.close_slot(slot, close_code::GOING_AWAY, "server shutting down");
