@@ -404,20 +404,17 @@ impl Broadcaster {
         self.flush_history();
     }
 
-    /// Handles events already queued, within the round's limits (MAX_EVENTS_PER_ROUND,
-    /// MAX_ROUND_BYTES); never waits.
+    /// Announces dropped clients' leaves, then handles events already queued, within the
+    /// round's limits (MAX_EVENTS_PER_ROUND, MAX_ROUND_BYTES, MAX_ROUND_QUEUED_BYTES); never
+    /// waits.
     fn take_queued(&mut self, events: &Receiver<Event>) {
         while self.round_events < MAX_EVENTS_PER_ROUND
             && self.round_bytes < MAX_ROUND_BYTES
             && self.round_queued_bytes < MAX_ROUND_QUEUED_BYTES
         {
-            if let Some(Member { name, room }) = self.unannounced_leaves.pop_front() {
+            if let Some(member) = self.unannounced_leaves.pop_front() {
                 self.round_events += 1;
-                let leave = ChatEvent::Leave {
-                    name: &name,
-                    room: &room,
-                };
-                self.broadcast_except(&room, None, &leave);
+                self.announce_leave(&member);
                 continue;
             }
             match events.try_recv() {
@@ -931,20 +928,17 @@ impl Broadcaster {
 
     /// Removes a chat client from its room and announces it (once).
     fn leave_room(&mut self, slot: Slot) {
-        let Some(Member { name, room }) = self.clients[slot].as_mut().and_then(|c| c.member.take())
-        else {
+        let Some(member) = self.clients[slot].as_mut().and_then(|c| c.member.take()) else {
             return;
         };
-        self.rooms.remove(&room, slot, &name);
+        self.rooms.remove(&member.room, slot, &member.name);
+        self.announce_leave(&member);
+    }
+
+    /// Tells `member`'s room that it left; not while shutting down (everyone is leaving).
+    fn announce_leave(&mut self, Member { name, room }: &Member) {
         if self.shutdown_deadline.is_none() {
-            self.broadcast_except(
-                &room,
-                None,
-                &ChatEvent::Leave {
-                    name: &name,
-                    room: &room,
-                },
-            );
+            self.broadcast_except(room, None, &ChatEvent::Leave { name, room });
         }
     }
 
@@ -998,9 +992,7 @@ impl Broadcaster {
             }
             if let Some(member) = c.member.take() {
                 self.rooms.remove(&member.room, slot, &member.name);
-                if self.shutdown_deadline.is_none() {
-                    self.unannounced_leaves.push_back(member);
-                }
+                self.unannounced_leaves.push_back(member);
             }
             self.remove(slot, &why);
         }
@@ -1118,7 +1110,6 @@ impl Broadcaster {
     fn shutdown(&mut self) {
         info!("shutting down: closing {} connections", self.by_id.len());
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_grace);
-        self.unannounced_leaves.clear(); // everyone is leaving: no leave lines while shutting down
         for slot in 0..self.clients.len() {
             if self.clients[slot].as_ref().is_some_and(|c| !c.closing) {
                 self.close_slot(slot, close_code::GOING_AWAY, "server shutting down");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use wschat_bench::load::{self, Options};
-use wschat_bench::{output, sink};
+use wschat_bench::{output, sink, sys};
 
 const USAGE: &str = "\
 wschat-bench: load generator for WebSocket chat servers (loopback only)
@@ -211,17 +211,7 @@ fn open_stuck(opts: &Options, n: usize) -> std::io::Result<Vec<std::net::TcpStre
     (0..n)
         .map(|i| {
             let mut stream = std::net::TcpStream::connect(opts.addr)?;
-            let size: libc::c_int = 4096;
-            // SAFETY: a valid socket and a c_int of the length given.
-            unsafe {
-                libc::setsockopt(
-                    stream.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUF,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            sys::set_int_opt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096);
             let path = if opts.path.contains('?') { "&" } else { "?" };
             let request = format!(
                 "GET {}{path}name=stuck{i} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\

@@ -126,7 +126,8 @@ fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
     }
 }
 
-fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+/// Sets an integer socket option; failures are ignored (options here are tuning only).
+pub fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
     // SAFETY: `value` outlives the call and its size is passed.
     unsafe {
         libc::setsockopt(
