@@ -136,7 +136,11 @@ pub fn json_line(opts: &Options, r: &Report, tags: &[(String, String)]) -> Strin
                 },
             )
             .raw("server_rss_kib_end", b.rss_kib)
-            .raw("server_hwm_kib", b.hwm_kib);
+            .raw("server_hwm_kib", b.hwm_kib)
+            .raw(
+                "server_minor_faults",
+                b.minor_faults.saturating_sub(a.minor_faults),
+            );
     }
     o.finish()
 }

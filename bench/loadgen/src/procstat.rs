@@ -12,6 +12,9 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Highest resident memory so far, KiB.
     pub hwm_kib: u64,
+    /// Minor page faults of all its threads so far: memory it keeps handing back to the OS
+    /// and faulting in again shows up here.
+    pub minor_faults: u64,
 }
 
 /// Reads the sample of process `pid` (`"self"` for this process). `None` when it is gone.
@@ -20,6 +23,7 @@ pub fn sample(pid: &str) -> Option<Sample> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some(Sample {
         cpu_us: cpu_us_from_stat(&stat, ticks_per_second())?,
+        minor_faults: stat_field(&stat, 10)?,
         rss_kib: kib_field(&status, "VmRSS:").unwrap_or(0),
         hwm_kib: kib_field(&status, "VmHWM:").unwrap_or(0),
     })
@@ -42,15 +46,18 @@ fn ticks_per_second() -> u64 {
     }
 }
 
-/// utime + stime (fields 14 and 15) in microseconds. The command name (field 2) may hold
-/// spaces and parentheses, so fields are counted after its last `)`.
+/// utime + stime (fields 14 and 15) in microseconds.
 fn cpu_us_from_stat(stat: &str, ticks_per_second: u64) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // After ')' come field 3 (state) onwards: utime is the 12th of those, stime the 13th.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
+    let utime = stat_field(stat, 14)?;
+    let stime = stat_field(stat, 15)?;
     Some((utime + stime) * 1_000_000 / ticks_per_second)
+}
+
+/// Numeric field `n` (counted from 1, as in proc(5)) of a stat line, n >= 3. The command name
+/// (field 2) may hold spaces and parentheses, so fields are counted after its last `)`.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
 }
 
 fn kib_field(status: &str, name: &str) -> Option<u64> {
@@ -66,6 +73,8 @@ mod tests {
     fn parses_stat_with_an_awkward_name() {
         let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         assert_eq!(cpu_us_from_stat(stat, 100), Some(3_000_000));
+        assert_eq!(stat_field(stat, 10), Some(100)); // minflt
+        assert_eq!(stat_field(stat, 2), None);
     }
 
     #[test]
