@@ -658,25 +658,21 @@ fn reply(id: ConnId, opcode: Opcode, payload: &[u8]) -> Event {
 /// Gives the stack pages the handshake touched back to the OS. A reader then waits in `read`
 /// for hours with a shallow stack; without this, the deepest point of its handshake (HTTP
 /// parsing, tungstenite's header table) would stay resident for the connection's whole life.
-/// The whole pages more than `KEEP_BELOW_BYTES` below the stack pointer are released; the
-/// read loop touches again only what it uses. Measured with
-/// `bench/thread_stacks.py` (release build): 16 KiB touched per reader without this, 8 KiB
-/// with it.
-#[inline(never)] // `here` must be in this small frame, not in a large caller's
+/// Every whole page below the ones in use is released; the read loop touches again only
+/// what it uses. Measured with `bench/thread_stacks.py` (release build): 16 KiB touched per
+/// reader without this, 8 KiB with it.
 fn release_unused_stack() {
     const PAGE_BYTES: usize = 4096;
-    // The rest of this frame (a few hundred bytes) and the return address of the `madvise`
-    // call lie below `here`, possibly on the next page down: zeroing them under the call
-    // made it return to address 0 (SIGSEGV, seen in the release doctests, whose frames are
-    // larger).
-    const KEEP_BELOW_BYTES: usize = 2048;
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
+    // The boundary must lie below this frame and below the return address that the madvise
+    // call pushes: a local of a function called from here lies below both. (A local of this
+    // frame does not: releasing from just under one zeroed that return address whenever it
+    // fell on the next page down, and madvise returned to address 0, a SIGSEGV seen in the
+    // release doctests, whose frames are larger.)
+    let deepest_in_use = callee_stack_address();
     // SAFETY: pthread_getattr_np fills `attr` for the calling thread; pthread_attr_getstack
     // reads its stack bounds; the attr is destroyed after use. madvise(MADV_DONTNEED) is
-    // applied only to whole pages of this thread's own stack mapping, more than
-    // KEEP_BELOW_BYTES below `here`, where no live frame exists (this
-    // function is not inlined and its frame is small): if they are touched again, the kernel
+    // applied only to whole pages of this thread's own stack mapping below the page holding
+    // `deepest_in_use`, where no live frame exists: if they are touched again, the kernel
     // hands back zeroed pages.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
@@ -688,12 +684,21 @@ fn release_unused_stack() {
         let ok = libc::pthread_attr_getstack(&attr, &mut low, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
         let low = low as usize;
-        let high = sp.saturating_sub(KEEP_BELOW_BYTES) & !(PAGE_BYTES - 1);
-        if !ok || low == 0 || low % PAGE_BYTES != 0 || high <= low || sp >= low + size {
+        let high = deepest_in_use & !(PAGE_BYTES - 1);
+        if !ok || low == 0 || low % PAGE_BYTES != 0 || high <= low || high >= low + size {
             return;
         }
         libc::madvise(low as *mut libc::c_void, high - low, libc::MADV_DONTNEED);
     }
+}
+
+/// The address of a local one call deeper than the caller: below everything in the caller's
+/// frame and below the return address the caller's next call pushes (at the same depth as
+/// this call's own).
+#[inline(never)]
+fn callee_stack_address() -> usize {
+    let here = 0u8;
+    std::hint::black_box(std::ptr::addr_of!(here)) as usize
 }
 
 /// How a read error ends the connection.
