@@ -158,7 +158,10 @@ sys.exit(0 if ok else 1)'
 sweep() {
   local peer="$1" scenario="$2" rep="$3" rates="$4" max_fails="${5:-2}" fails=0 out
   for r in $rates; do
-    out=$(run_load "$peer" "$scenario" "$rep" -n 100 -k 10 -r "$r" -d "$SWEEP_DURATION")
+    # Not in $(...): run_load must advance PORT here, so each rate gets its own server log.
+    run_load "$peer" "$scenario" "$rep" -n 100 -k 10 -r "$r" -d "$SWEEP_DURATION" \
+      > "$OUT/last-run.json"
+    out=$(cat "$OUT/last-run.json")
     [ -n "$out" ] || break
     if echo "$out" | passes; then fails=0; else fails=$((fails + 1)); fi
     log "  $peer rate $r/s per sender: $(echo "$out" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%d deliveries/s, p99 %d us, lost %d" % (d["deliveries_per_s"], d["p99_us"], d["lost"]))')"
