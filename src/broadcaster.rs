@@ -73,8 +73,8 @@ const CHAT_SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// pages: at 3 million deliveries/s, 2.2 million page faults in 10 s and a quarter of the
 /// broadcaster's time, and a p99 of seconds instead of milliseconds.
 const KEEP_OUT_CAPACITY_BYTES: usize = 4 * MAX_ROUND_BYTES;
-/// How often the buffers of clients that got nothing since the last look are freed: an idle
-/// connection holds no outgoing buffer.
+/// How often outgoing buffers are fitted to what they held since the last look: an idle
+/// connection's is freed (it holds none), a busy one's cut down to its recent need.
 const IDLE_BUFFER_RELEASE: Duration = Duration::from_millis(250);
 
 /// What the client readers (and the server's stop handle) tell the broadcaster.
