@@ -34,6 +34,11 @@ const BROADCASTER_STACK_BYTES: usize = 256 * 1024;
 const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
 /// After an accept error (out of file descriptors), pause before the next try rather than
 /// spin.
+/// Connections the kernel may hold finished but not yet accepted. std listens with 128: when
+/// a restarted server's clients all reconnect at once, SYNs past that are dropped and each
+/// of those clients waits a second or more to retry. The kernel caps it at
+/// net.core.somaxconn (4096 by default).
+const LISTEN_BACKLOG: libc::c_int = 4096;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// After the broadcaster has finished, how long to wait for reader threads to end.
 const READER_EXIT_WAIT: Duration = Duration::from_secs(3);
@@ -162,6 +167,7 @@ impl Server {
             ),
         };
         let listener = TcpListener::bind(config.socket_addr())?;
+        set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
         let stop = StopHandle {
             stopping: Arc::new(AtomicBool::new(false)),
@@ -402,5 +408,15 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
+    }
+}
+
+/// Raises a listening socket's accept queue (calling listen(2) again on a listening socket
+/// only changes its backlog). On failure the server keeps std's 128.
+fn set_listen_backlog(listener: &TcpListener, backlog: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket this TcpListener owns; it touches no memory of ours.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        warn!("listen backlog {backlog}: {}", io::Error::last_os_error());
     }
 }

@@ -256,3 +256,40 @@ fn a_panicking_reader_ends_only_its_connection_and_its_leave_is_announced() {
     let (_c, name) = join(addr, "c");
     assert_eq!(name, "c");
 }
+
+/// When a restarted server's clients all reconnect at once, the handshakes the listener has
+/// not accepted yet wait in the kernel's accept queue. std listens with a queue of 128; past
+/// it the kernel drops SYNs and each such client waits a second or more to retry. With
+/// nobody accepting (the server is bound, not yet run), 300 connections must all complete.
+#[test]
+fn a_reconnect_storm_waits_in_the_accept_queue_instead_of_being_dropped() {
+    const CONNECTIONS: usize = 300;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    if somaxconn <= CONNECTIONS {
+        eprintln!("skipped: net.core.somaxconn is {somaxconn}, which caps any accept queue");
+        return;
+    }
+    let server = wschat::Server::bind(test_config()).expect("binds");
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for i in 0..CONNECTIONS {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Ok(stream) => held.push(stream),
+            Err(e) => panic!("connection {i} not queued: {e} (accept queue too short)"),
+        }
+    }
+    // Once the server runs, every queued connection is served.
+    let running = server.spawn().expect("runs");
+    let mut first = held.swap_remove(0);
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    first.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    drop(held);
+    running.stop().unwrap();
+}
