@@ -180,6 +180,26 @@ def memory_table(rows):
     return table(header, body), per_conn
 
 
+def storm_table(rows):
+    """Scenario 7: every client connects at once; how long until all are in and have heard
+    of each other, and what it cost in memory."""
+    header = ["peer", "runs", "clients held", "connect failures", "connecting took s",
+              "join lines delivered s (settle − 1 s)", "frames received", "peak RSS MiB",
+              "RSS after MiB"]
+    body = []
+    for p in peers_in(rows):
+        runs = [r for r in rows if r["peer"] == p]
+        settle = med(runs, "settle_s")
+        body.append([p, len(runs), fmt(med(runs, "open_at_start")),
+                     sum(r["connect_failures"] for r in runs), fmt(med(runs, "connect_s"), 2),
+                     fmt(max(settle - 1, 0) if settle is not None else None, 2),
+                     fmt(med(runs, "frames")), fmt(med(runs, "server_hwm_kib") / 1024, 1)
+                     if med(runs, "server_hwm_kib") else "–",
+                     fmt(med(runs, "server_rss_kib_end") / 1024, 1)
+                     if med(runs, "server_rss_kib_end") else "–"])
+    return table(header, body)
+
+
 def growth_table(rows1, rows5):
     runs = rows1 + rows5
     counts = sorted({r["clients"] for r in runs})
@@ -302,6 +322,9 @@ def main():
     if get("6"):
         md.append("## Scenario 6: ten stuck clients (they never read) during scenarios 1 and 2\n\n"
                   + stuck_table(get("6"), s1, s2))
+    if get("7"):
+        md.append("## Scenario 7: everyone reconnects at once (5,000 clients, every handshake "
+                  "in flight)\n\n" + storm_table(get("7")))
     if s1 and "wschat" in s1:
         md.append("## Ratios\n\n" + ratios(s1, s2, best, per_conn))
     (out_dir / "REPORT.md").write_text("\n".join(md))

@@ -8,13 +8,15 @@
 #
 # Scenarios: gen (generator against the trivial sink), 1, 2, 3 (saturation sweep), 4 (memory),
 # 5 (growth: scenario 1 at 1,000 and 5,000 clients; 100 clients comes from scenario 1),
-# 6 (stuck clients: scenarios 1 and 2 again with ten extra clients that never read).
+# 6 (stuck clients: scenarios 1 and 2 again with ten extra clients that never read),
+# 7 (everyone reconnects at once: 5,000 clients, every handshake in flight, as after a restart).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEERS_DIR="$ROOT/bench/peers"
 ALL_PEERS="wschat,go-hub,tokio-tungstenite,node-ws,nodejs-websocket"
-SCENARIOS="gen,1,2,3,4,5,6"
+SCENARIOS="gen,1,2,3,4,5,6,7"
+STORM_CLIENTS=5000
 PEERS="$ALL_PEERS"
 REPS=3
 DURATION=10
@@ -33,10 +35,10 @@ QUICK=0
 # ports there, and a server could not bind one of them.
 PORT=${BENCH_PORT_BASE:-21000}
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
 
 Options:
-  --scenarios LIST     comma-separated, from gen,1,2,3,4,5,6 [$SCENARIOS]
+  --scenarios LIST     comma-separated, from gen,1,2,3,4,5,6,7 [$SCENARIOS]
   --peers LIST         comma-separated, from $ALL_PEERS [all]
   --reps N             repetitions of each run; the report shows medians [$REPS]
   --duration SECS      sending time per run [$DURATION]
@@ -207,6 +209,11 @@ for rep in $(seq "$REPS"); do
         --tag load=1 > /dev/null
       run_load "$peer" 6 "$rep" -n 1000 -k 4 -r 25 -b 64 -d "$DURATION" --stuck 10 \
         --tag load=2 > /dev/null
+    fi
+    if has "$SCENARIOS" 7; then
+      log "scenario 7 (everyone reconnects at once): $peer"
+      run_load "$peer" 7 "$rep" -n "$STORM_CLIENTS" -k 0 -d 0 --drain 0 --settle 1 \
+        --settle-max 120 --connect-batch "$STORM_CLIENTS" > /dev/null
     fi
   done
 done
