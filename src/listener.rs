@@ -32,13 +32,13 @@ const BROADCASTER_STACK_BYTES: usize = 256 * 1024;
 /// Bound on events queued for the broadcaster. Full means it is behind: readers then wait,
 /// stop reading their sockets, and TCP slows the senders down instead of memory growing.
 const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
-/// After an accept error (out of file descriptors), pause before the next try rather than
-/// spin.
 /// Connections the kernel may hold finished but not yet accepted. std listens with 128: when
 /// a restarted server's clients all reconnect at once, SYNs past that are dropped and each
 /// of those clients waits a second or more to retry. The kernel caps it at
 /// net.core.somaxconn (4096 by default).
 const LISTEN_BACKLOG: libc::c_int = 4096;
+/// After an accept error (out of file descriptors), pause before the next try rather than
+/// spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// After the broadcaster has finished, how long to wait for reader threads to end.
 const READER_EXIT_WAIT: Duration = Duration::from_secs(3);
