@@ -186,6 +186,10 @@ def storm_table(rows):
     header = ["peer", "runs", "clients held", "connect failures", "connecting took s",
               "join lines delivered s (settle − 1 s)", "frames received", "peak RSS MiB",
               "RSS after MiB"]
+    def mib(runs, key):
+        kib = med(runs, key)
+        return fmt(kib / 1024 if kib else None, 1)
+
     body = []
     for p in peers_in(rows):
         runs = [r for r in rows if r["peer"] == p]
@@ -193,10 +197,8 @@ def storm_table(rows):
         body.append([p, len(runs), fmt(med(runs, "open_at_start")),
                      sum(r["connect_failures"] for r in runs), fmt(med(runs, "connect_s"), 2),
                      fmt(max(settle - 1, 0) if settle is not None else None, 2),
-                     fmt(med(runs, "frames")), fmt(med(runs, "server_hwm_kib") / 1024, 1)
-                     if med(runs, "server_hwm_kib") else "–",
-                     fmt(med(runs, "server_rss_kib_end") / 1024, 1)
-                     if med(runs, "server_rss_kib_end") else "–"])
+                     fmt(med(runs, "frames")), mib(runs, "server_hwm_kib"),
+                     mib(runs, "server_rss_kib_end")])
     return table(header, body)
 
 

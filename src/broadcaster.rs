@@ -945,11 +945,16 @@ impl Broadcaster {
 
     /// Removes a chat client from its room and announces it (once).
     fn leave_room(&mut self, slot: Slot) {
-        let Some(member) = self.clients[slot].as_mut().and_then(|c| c.member.take()) else {
-            return;
-        };
+        if let Some(member) = self.quit_room(slot) {
+            self.announce_leave(&member);
+        }
+    }
+
+    /// Takes a chat client out of its room without announcing it; `None` if it was in none.
+    fn quit_room(&mut self, slot: Slot) -> Option<Member> {
+        let member = self.clients[slot].as_mut()?.member.take()?;
         self.rooms.remove(&member.room, slot, &member.name);
-        self.announce_leave(&member);
+        Some(member)
     }
 
     /// Tells `member`'s room that it left; not while shutting down (everyone is leaving).
@@ -1007,8 +1012,7 @@ impl Broadcaster {
             if !peer_gone {
                 warn!("#{} dropped: {why}", c.id);
             }
-            if let Some(member) = c.member.take() {
-                self.rooms.remove(&member.room, slot, &member.name);
+            if let Some(member) = self.quit_room(slot) {
                 self.unannounced_leaves.push_back(member);
             }
             self.remove(slot, &why);
