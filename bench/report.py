@@ -15,7 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PEER_ORDER = ["wschat", "go-hub", "tokio-tungstenite", "node-ws", "nodejs-websocket"]
+PEER_ORDER = ["wschat", "wschat-baseline", "go-hub", "tokio-tungstenite", "node-ws",
+              "nodejs-websocket"]
 P99_LIMIT_US = 100_000
 
 
@@ -230,7 +231,8 @@ def ratio(a, b):
 
 
 def ratios(s1, s2, best, per_conn):
-    peers = [p for p in PEER_ORDER if p != "wschat"]
+    # wschat-baseline (wschat at an older commit) only when it was run: it is not a default peer.
+    peers = [p for p in PEER_ORDER if p != "wschat" and (p != "wschat-baseline" or p in s1)]
     header = ["wschat ÷ peer", "scenario 1 CPU µs/delivery (lower is better)",
               "scenario 2 p99 (lower is better)", "saturation deliveries/s (higher is better)",
               "KiB per idle connection at 5,000 (lower is better)"]

@@ -15,6 +15,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEERS_DIR="$ROOT/bench/peers"
 ALL_PEERS="wschat,go-hub,tokio-tungstenite,node-ws,nodejs-websocket"
+# Accepted by --peers but never run by default: wschat at the older commit BASELINE_REV, for
+# before/after measurements of a change (bench/peers/README.md).
+EXTRA_PEERS="wschat-baseline"
 SCENARIOS="gen,1,2,3,4,5,6,7"
 STORM_CLIENTS=5000
 PEERS="$ALL_PEERS"
@@ -39,7 +42,8 @@ usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
 
 Options:
   --scenarios LIST     comma-separated, from gen,1,2,3,4,5,6,7 [$SCENARIOS]
-  --peers LIST         comma-separated, from $ALL_PEERS [all]
+  --peers LIST         comma-separated, from $ALL_PEERS [all],
+                       or $EXTRA_PEERS (not in "all")
   --reps N             repetitions of each run; the report shows medians [$REPS]
   --duration SECS      sending time per run [$DURATION]
   --sweep-duration S   sending time per rate in the sweeps (gen, 3) [same as --duration]
@@ -47,6 +51,7 @@ Options:
   --out DIR            results folder [bench/results/DATE]
   --no-setup           do not build or set up peers
   --quick              CI smoke: wschat and the sink, 1 rep, 2 s runs, scenarios gen,1,4
+Environment: BASELINE_REV=REV, the older commit wschat-baseline builds and runs (required for it)
 EOF
 }
 
