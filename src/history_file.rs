@@ -1,65 +1,21 @@
-//! History: the chat lines kept for newcomers, and the optional JSON-lines file that carries
-//! them across a restart.
+//! The history file: the JSON lines that carry each room's history across a restart.
 //!
 //! Owned by the broadcaster thread. Touches only its file: it appends one line per chat line
 //! and, now and then, rewrites the file with just what is still kept. Never a socket.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use log::{error, info, warn};
 use serde::{Deserialize, Serialize};
 
+use crate::chat::history::{Entry, Kind, Loaded};
+
 /// Lines the file may hold beyond what is kept in memory before it is rewritten.
 const COMPACT_SLACK_LINES: usize = 10_000;
-
-/// What kind of chat line an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Message,
-    Action,
-}
-
-impl Kind {
-    fn event(self) -> &'static str {
-        match self {
-            Kind::Message => "message",
-            Kind::Action => "action",
-        }
-    }
-}
-
-/// One remembered chat line.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub kind: Kind,
-    pub name: Arc<str>,
-    /// A compact copy of what was said: the frame it arrived in may share a whole read
-    /// buffer, which a remembered line must not keep alive.
-    text: Box<str>,
-    pub time_ms: u64,
-}
-
-impl Entry {
-    /// Remembers `text` (copied).
-    pub fn new(kind: Kind, name: Arc<str>, text: &str, time_ms: u64) -> Self {
-        Entry {
-            kind,
-            name,
-            text: text.into(),
-            time_ms,
-        }
-    }
-
-    /// The text that was said.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-}
 
 /// One line of the history file.
 #[derive(Serialize, Deserialize)]
@@ -87,9 +43,6 @@ fn write_line(out: &mut impl Write, room: &str, entry: &Entry) -> io::Result<()>
     serde_json::to_writer(&mut *out, &record)?;
     out.write_all(b"\n")
 }
-
-/// Loaded history: room name → its entries, oldest first.
-pub(crate) type Loaded = HashMap<String, VecDeque<Entry>>;
 
 /// Reads the file at `path`, keeping the last `per_room` lines of each room. A missing file is
 /// an empty history; a line that cannot be read (a torn last line after a crash) is skipped

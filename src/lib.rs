@@ -7,11 +7,14 @@
 //! ## The shape
 //!
 //! - The **listener** (the thread that calls [`Server::run`]) accepts connections and starts
-//!   one **client reader** thread per connection.
+//!   one **reader** thread per connection.
 //! - Each reader serves the page or runs the WebSocket handshake, then reads frames and sends
-//!   events over a channel to the **broadcaster**.
-//! - The **broadcaster**, one thread, owns every client's write side: it is the only thread
-//!   that writes to a socket after the handshake, and it never blocks on one.
+//!   events over one bounded channel to the **broadcaster**.
+//! - The **broadcaster**, one thread, asks the chat who hears what and writes it through the
+//!   outbox: it is the only thread that writes to a socket after the handshake, and it never
+//!   blocks on one.
+//!
+//! ARCHITECTURE.md has the map of the modules.
 //!
 //! ## Embedding
 //!
@@ -33,20 +36,26 @@
 //! ```
 
 #![deny(missing_docs)]
+// Every `unsafe` block lives in `platform`, which allows it for itself.
+#![deny(unsafe_code)]
 
+// The core path, in the order a connection meets it.
 mod broadcaster;
-mod client;
-mod commands;
-pub mod config;
-mod history;
-mod http;
+mod chat;
+mod event;
 mod listener;
-pub mod protocol;
-mod rooms;
+mod outbox;
+mod reader;
+
+// What they build on.
+pub mod config;
+mod history_file;
+mod http;
+mod platform;
 mod socketio;
+mod wire;
 mod www;
 
-pub use client::READ_BUFFER_BYTES;
+pub use chat::rooms::DEFAULT_ROOM;
 pub use config::Config;
-pub use listener::{RunningServer, Server, StopHandle, CLIENT_STACK_BYTES};
-pub use rooms::DEFAULT_ROOM;
+pub use listener::{RunningServer, Server, StopHandle};

@@ -16,27 +16,25 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::{error, info, warn};
 
-use crate::broadcaster::{Broadcaster, ConnId, Event};
+use crate::broadcaster::Broadcaster;
+use crate::chat::rooms::Rooms;
+use crate::chat::Chat;
 use crate::config::Config;
-use crate::history::{self, HistoryFile};
-use crate::rooms::Rooms;
-use crate::{client, http};
+use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
+use crate::history_file::{self, HistoryFile};
+use crate::{http, platform, reader};
 
-/// Stack for each client-reader thread. Only the touched pages count toward memory, but the
-/// whole reservation counts toward address space (tight on 32-bit Raspberry Pi OS). Measured
-/// high-water mark: see ARCHITECTURE.md ("Thread stacks"); this leaves a wide margin for
-/// debug builds and logging.
-pub const CLIENT_STACK_BYTES: usize = 128 * 1024;
+/// Stack for each reader thread. Only touched pages cost memory, but the whole reservation
+/// costs address space (tight on 32-bit Raspberry Pi OS); ARCHITECTURE.md ("Memory per
+/// connection") has what a reader touches.
+const CLIENT_STACK_BYTES: usize = 128 * 1024;
 /// Stack for the broadcaster thread: it encodes JSON and keeps no large locals.
 const BROADCASTER_STACK_BYTES: usize = 256 * 1024;
-/// Bound on events queued for the broadcaster. Full means it is behind: readers then wait,
-/// stop reading their sockets, and TCP slows the senders down instead of memory growing.
-const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
-/// Connections the kernel may hold finished but not yet accepted. std listens with 128: when
-/// a restarted server's clients all reconnect at once, SYNs past that are dropped and each
-/// of those clients waits a second or more to retry. The kernel caps it at
-/// net.core.somaxconn (4096 by default).
-const LISTEN_BACKLOG: libc::c_int = 4096;
+/// Connections the kernel may hold finished but not yet accepted: std's 128 drops the SYNs
+/// of a restarted server's clients all reconnecting at once (capped at somaxconn).
+const LISTEN_BACKLOG: u32 = 4096;
+/// File descriptors the server needs besides one per connection (listener, logs, history).
+const SPARE_FDS: u64 = 32;
 /// After an accept error (out of file descriptors), pause before the next try rather than
 /// spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -149,6 +147,7 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn bind(config: Config) -> io::Result<Server> {
+        platform::check_supported().map_err(|msg| io::Error::new(ErrorKind::Unsupported, msg))?;
         config
             .validate()
             .map_err(|msg| io::Error::new(ErrorKind::InvalidInput, msg))?;
@@ -156,7 +155,7 @@ impl Server {
             Some(path) => {
                 let in_file =
                     |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-                let loaded = history::load(path, config.history).map_err(in_file)?;
+                let loaded = history_file::load(path, config.history).map_err(in_file)?;
                 let rooms = Rooms::new(config.max_rooms, config.history, loaded);
                 let file = HistoryFile::open(path, rooms.all_history()).map_err(in_file)?;
                 (rooms, Some(file))
@@ -167,7 +166,7 @@ impl Server {
             ),
         };
         let listener = TcpListener::bind(config.socket_addr())?;
-        set_listen_backlog(&listener, LISTEN_BACKLOG);
+        platform::set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
         let stop = StopHandle {
             stopping: Arc::new(AtomicBool::new(false)),
@@ -224,8 +223,10 @@ impl Server {
     /// returns.
     pub fn run(mut self) -> io::Result<()> {
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
+        check_open_file_limit(self.config.max_clients);
         let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
-        let broadcaster = Broadcaster::new(self.config.clone(), rooms, self.history_file.take());
+        let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
+        let broadcaster = Broadcaster::new(self.config.clone(), chat, self.history_file.take());
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -301,7 +302,7 @@ impl Server {
             .stack_size(CLIENT_STACK_BYTES)
             .spawn(move || {
                 let _deregister = deregister;
-                client::run(id, stream, peer, &config, &events);
+                reader::run(id, stream, peer, &config, &events);
             });
         if let Err(e) = spawned {
             // The closure (and its Deregister) was dropped with the error.
@@ -411,12 +412,17 @@ impl Drop for RunningServer {
     }
 }
 
-/// Raises a listening socket's accept queue (calling listen(2) again on a listening socket
-/// only changes its backlog). On failure the server keeps std's 128.
-fn set_listen_backlog(listener: &TcpListener, backlog: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: listen(2) on a socket this TcpListener owns; it touches no memory of ours.
-    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
-        warn!("listen backlog {backlog}: {}", io::Error::last_os_error());
+/// Each connection holds a file descriptor: raise the soft limit (often 1024) to the hard
+/// one, and warn when even that is too low for `max_clients`.
+fn check_open_file_limit(max_clients: usize) {
+    let Some(limit) = platform::raise_open_file_limit() else {
+        return;
+    };
+    let needed = (max_clients as u64).saturating_add(SPARE_FDS);
+    if limit < needed {
+        warn!(
+            "the open-file limit is {limit}, below the {needed} that --max-clients {max_clients} \
+             needs: connections past it will fail (raise it with `ulimit -n` or LimitNOFILE=)"
+        );
     }
 }

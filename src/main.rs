@@ -1,8 +1,11 @@
 //! The `wschat` command: parses flags (each also read from a `WSCHAT_*` environment
-//! variable), sets up logging, signals and the file-descriptor limit, and runs the server.
-//! Everything else is the library.
+//! variable), sets up logging and signals, and runs the server. Everything else is the
+//! library.
 
-use std::net::IpAddr;
+#![forbid(unsafe_code)]
+
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -136,48 +139,66 @@ fn main() -> ExitCode {
         .init()
         .expect("logger set once");
 
-    let config = Config {
-        bind: cli.bind,
-        port: cli.port,
-        www_dir: cli.www,
-        max_clients: cli.max_clients,
-        max_message_bytes: cli.max_message_bytes,
-        echo_max_message_bytes: cli.echo_max_message_bytes,
-        rate_limit_per_sec: cli.rate_limit,
-        rate_burst: cli.rate_burst,
-        flood_timeout: cli.flood_timeout.0,
-        handshake_timeout: cli.handshake_timeout.0,
-        max_request_bytes: cli.max_request_bytes,
-        ping_interval: cli.ping_interval.0,
-        max_backlog_bytes: cli.max_backlog_bytes,
-        echo_max_backlog_bytes: cli.echo_max_backlog_bytes,
-        backlog_timeout: cli.backlog_timeout.0,
-        allow_origins: cli.allow_origins,
-        shutdown_grace: cli.shutdown_grace.0,
-        history: cli.history,
-        history_file: cli.history_file,
-        max_rooms: cli.max_rooms,
-        ..Config::default()
-    };
+    let (bind, port) = (cli.bind, cli.port);
+    let config = cli.into_config();
     if let Some(dir) = &config.www_dir {
         if !dir.is_dir() {
             eprintln!("wschat: --www {}: not a directory", dir.display());
             return ExitCode::from(2);
         }
     }
-    raise_fd_limit(config.max_clients);
     let server = match wschat::Server::bind(config) {
         Ok(server) => server,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported) => {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("wschat: cannot start on {}:{}: {e}", cli.bind, cli.port);
+            eprintln!("wschat: cannot start on {bind}:{port}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let addr = server.local_addr();
+    log_urls(server.local_addr());
+    stop_on_signals(server.stop_handle());
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wschat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cli {
+    fn into_config(self) -> Config {
+        Config {
+            bind: self.bind,
+            port: self.port,
+            www_dir: self.www,
+            max_clients: self.max_clients,
+            max_message_bytes: self.max_message_bytes,
+            echo_max_message_bytes: self.echo_max_message_bytes,
+            rate_limit_per_sec: self.rate_limit,
+            rate_burst: self.rate_burst,
+            flood_timeout: self.flood_timeout.0,
+            handshake_timeout: self.handshake_timeout.0,
+            max_request_bytes: self.max_request_bytes,
+            ping_interval: self.ping_interval.0,
+            max_backlog_bytes: self.max_backlog_bytes,
+            echo_max_backlog_bytes: self.echo_max_backlog_bytes,
+            backlog_timeout: self.backlog_timeout.0,
+            allow_origins: self.allow_origins,
+            shutdown_grace: self.shutdown_grace.0,
+            history: self.history,
+            history_file: self.history_file,
+            max_rooms: self.max_rooms,
+            ..Config::default()
+        }
+    }
+}
+
+/// Where to point a browser.
+fn log_urls(addr: SocketAddr) {
     let port = addr.port();
     if addr.ip().is_unspecified() {
         log::info!("open http://localhost:{port}/ (or http://<this machine's address>:{port}/)");
@@ -187,8 +208,10 @@ fn main() -> ExitCode {
     log::info!(
         "WebSocket endpoints: ws://…:{port}/ (chat), /echo, /scream, /socket.io/ (socket.io clients)"
     );
+}
 
-    let stop = server.stop_handle();
+/// SIGINT and SIGTERM start a graceful shutdown; a second one exits at once.
+fn stop_on_signals(stop: wschat::StopHandle) {
     let handler = ctrlc::set_handler(move || {
         if stop.is_stopping() {
             eprintln!("wschat: second signal, exiting now");
@@ -199,44 +222,6 @@ fn main() -> ExitCode {
     });
     if let Err(e) = handler {
         log::warn!("cannot handle SIGINT/SIGTERM: {e}");
-    }
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wschat: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Each connection holds one file descriptor: raise the soft limit (often 1024) to the hard
-/// one, and warn when even that is too low for `--max-clients`.
-fn raise_fd_limit(max_clients: usize) {
-    /// Descriptors the server needs besides one per connection (listener, logs, history).
-    const SPARE_FDS: usize = 32;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct given; no other memory is touched.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-            }
-        }
-    }
-    let needed = max_clients.saturating_add(SPARE_FDS) as libc::rlim_t;
-    if limit.rlim_cur < needed {
-        log::warn!(
-            "the open-file limit is {}, below the {needed} that --max-clients {max_clients} needs: \
-             connections past it will fail (raise it with `ulimit -n` or LimitNOFILE=)",
-            limit.rlim_cur
-        );
     }
 }
 

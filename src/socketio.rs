@@ -2,10 +2,10 @@
 //! transport only.
 //!
 //! Pure functions and one small state machine ([`Session`]): no socket, thread or clock. A
-//! client reader uses them to check the handshake's query, to understand each text frame a
-//! socket.io client sends, and to build the frames it hands to the broadcaster; the broadcaster
-//! puts chat events into Socket.IO's form with [`chat_event_packet`] (through
-//! `protocol::Encoder::frame_as`).
+//! reader uses them to check the handshake's query, to understand each text frame a
+//! socket.io client sends, and to build the frames it hands to the broadcaster. Chat events
+//! in Socket.IO's form are the wire's (`wire::event`): this codec only reads packets and
+//! answers them.
 //!
 //! One WebSocket is one Engine.IO session. Each text frame is one Engine.IO packet: a type digit
 //! and its data. An Engine.IO message (`4`) carries one Socket.IO packet: a type digit, an
@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::http;
-use crate::protocol::{close_code, event_type};
+use crate::wire::close_code;
 
 /// Where socket.io clients connect (`path` option of `io()`, this by default).
 pub(crate) const PATH: &str = "/socket.io/";
@@ -147,9 +147,6 @@ pub(crate) fn open_packet(
     format!("0{json}")
 }
 
-/// The Engine.IO v4 ping the server sends every ping interval; the client answers `3`.
-pub(crate) const PING: &str = "2";
-
 /// The answer to a successful CONNECT to `/`: `40{"sid":"…"}` (v5), `40` (EIO=3, sent unasked
 /// right after the open packet).
 pub(crate) fn connect_packet(eio: Eio, sid: &str) -> String {
@@ -171,36 +168,6 @@ pub(crate) fn connect_error_packet(eio: Eio, nsp: &str) -> String {
 /// The acknowledgement of an event that asked for one: `43<id>[]`.
 pub(crate) fn ack_packet(id: u64) -> String {
     format!("43{id}[]")
-}
-
-/// Appends the Socket.IO EVENT packet of one chat event to `out`. The classic types, 0, 1 and
-/// 2, go out as the classic socket.io chat's events, `enter`, `message` and `leave`, with the
-/// classic line (`info`, HTML-escaped) and then the event's JSON object:
-/// `42["message","alice: hi",{…}]`. A page written for the classic chat reads the line and
-/// ignores the object. The other types go out under their `event` name, with the object:
-/// `42["notice",{…}]`.
-pub(crate) fn chat_event_packet(
-    out: &mut Vec<u8>,
-    kind: u8,
-    event: &str,
-    info: &str,
-    object: &[u8],
-) {
-    let name = match kind {
-        event_type::ENTER => "enter",
-        event_type::MESSAGE => "message",
-        event_type::LEAVE => "leave",
-        _ => event,
-    };
-    out.extend_from_slice(b"42[");
-    serde_json::to_writer(&mut *out, name).expect("writing to a Vec cannot fail");
-    out.push(b',');
-    if kind <= event_type::LEAVE {
-        serde_json::to_writer(&mut *out, info).expect("writing to a Vec cannot fail");
-        out.push(b',');
-    }
-    out.extend_from_slice(object);
-    out.push(b']');
 }
 
 /// Why a client's packet ends its connection: the WebSocket close code and a reason for the
@@ -560,31 +527,7 @@ mod tests {
             r#"44/admin,"Invalid namespace""#
         );
         assert_eq!(ack_packet(12), "4312[]");
-        assert_eq!(PING, "2");
-    }
-
-    #[test]
-    fn chat_events_become_socketio_events() {
-        let mut out = Vec::new();
-        let object = br#"{"type":1,"info":"a: \"hi\" &amp;"}"#;
-        chat_event_packet(&mut out, 1, "action", "a: \"hi\" &amp;", object);
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
-            r#"42["message","a: \"hi\" &amp;",{"type":1,"info":"a: \"hi\" &amp;"}]"#
-        );
-        let args: Value = serde_json::from_str(&text[2..]).unwrap();
-        assert_eq!(args[1], "a: \"hi\" &amp;");
-        for (kind, name) in [(0, "enter"), (2, "leave")] {
-            let mut out = Vec::new();
-            chat_event_packet(&mut out, kind, "welcome", "x", b"{}");
-            assert_eq!(out, format!(r#"42["{name}","x",{{}}]"#).into_bytes());
-        }
-        for name in ["notice", "rename", "private"] {
-            let mut out = Vec::new();
-            chat_event_packet(&mut out, 3, name, "ignored", b"{\"k\":1}");
-            assert_eq!(out, format!(r#"42["{name}",{{"k":1}}]"#).into_bytes());
-        }
+        assert_eq!(crate::wire::ENGINEIO_PING, "2");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Commands: what a chat line means — plain text, or an IRC-style `/command`.
 //!
-//! Pure parsing, no state: the broadcaster calls [`parse`] on every chat line and carries out
+//! Pure parsing, no state: the chat calls [`parse`] on every chat line and carries out
 //! the result. Commands are typed as text, so they work from any page, the classic one included.
 
 /// The help text `/help` sends.

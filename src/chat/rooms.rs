@@ -8,10 +8,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::history::{Entry, Loaded};
-
-/// Index of a client in the broadcaster's table.
-pub(crate) type Slot = usize;
+use super::history::{Entry, Loaded};
+use crate::event::Slot;
 
 /// The room `/` joins without `?room=`: the classic page's one room.
 pub const DEFAULT_ROOM: &str = "lobby";
@@ -153,18 +151,20 @@ impl Rooms {
     }
 
     /// Remembers a chat line in `room`, forgetting the oldest beyond the history length.
-    pub fn record(&mut self, room: &str, entry: Entry) {
+    /// Returns the room's own spelling and the entry as kept.
+    pub fn record(&mut self, room: &str, entry: Entry) -> Option<(&str, &Entry)> {
         if self.history_len == 0 {
-            return;
+            return None;
         }
         self.clock += 1;
-        if let Some(r) = self.map.get_mut(room) {
-            r.last_used = self.clock;
-            if r.history.len() == self.history_len {
-                r.history.pop_front();
-            }
-            r.history.push_back(entry);
+        let r = self.map.get_mut(room)?;
+        r.last_used = self.clock;
+        if r.history.len() == self.history_len {
+            r.history.pop_front();
         }
+        r.history.push_back(entry);
+        let (key, r) = self.map.get_key_value(room)?;
+        Some((key, r.history.back()?))
     }
 
     /// Every remembered line with its room, for rewriting the history file.
@@ -189,7 +189,7 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Kind;
+    use crate::chat::history::Kind;
 
     fn line(text: &str) -> Entry {
         Entry::new(Kind::Message, "n".into(), text, 1)

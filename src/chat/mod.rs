@@ -1,0 +1,421 @@
+//! The chat: who is in which room under which name, and who hears what.
+//!
+//! Owns the members (a name and a room for each chat client, by [`Slot`]), the rooms with
+//! their history, and the rules: names, rooms, commands, notices, the welcome, leaves. It
+//! decides which event goes to which slots and hands that to a [`Deliver`]; it never sees a
+//! socket, a frame or a wire format, so it is tested with a recorder (see the tests below).
+//! The broadcaster thread owns it; nothing here locks.
+
+pub(crate) mod commands;
+pub(crate) mod history;
+pub(crate) mod names;
+pub(crate) mod rooms;
+
+use std::sync::Arc;
+
+use log::info;
+
+use crate::event::Slot;
+use crate::wire::ChatEvent;
+use commands::Line;
+use history::{Entry, Kind};
+use names::MAX_NAME_CHARS;
+use rooms::{Rooms, DEFAULT_ROOM};
+
+/// Where the chat puts events: the outbox, which encodes each once per wire format.
+pub(crate) trait Deliver {
+    /// `event` for every slot in `to` but `except`, such as a room. Counts toward the
+    /// broadcaster's round budget.
+    fn broadcast(&mut self, to: &[Slot], except: Option<Slot>, event: &ChatEvent<'_>, time_ms: u64);
+    /// `event` for one client alone.
+    fn send(&mut self, to: Slot, event: &ChatEvent<'_>, time_ms: u64);
+}
+
+/// A chat client's place in the chat. The one record of its name: its room indexes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub name: Arc<str>,
+    pub room: Arc<str>,
+}
+
+/// A line that was said and remembered, for the history file.
+pub(crate) struct Said<'a> {
+    pub room: &'a str,
+    pub entry: &'a Entry,
+}
+
+/// Every chat client's name and room, and every room. See the module comment.
+pub(crate) struct Chat {
+    members: Vec<Option<Member>>,
+    rooms: Rooms,
+    /// Lines kept per room; 0 turns history off.
+    history_lines: usize,
+    /// For the rooms-full notice.
+    max_rooms: usize,
+    /// Next number for an automatic `userN` name.
+    next_user_number: u64,
+    /// Off while shutting down: everyone is leaving, and nobody needs to hear it.
+    announce_leaves: bool,
+}
+
+impl Chat {
+    /// A chat over `rooms` (which may hold history loaded from a file).
+    pub fn new(rooms: Rooms, history_lines: usize, max_rooms: usize) -> Chat {
+        Chat {
+            members: Vec::new(),
+            rooms,
+            history_lines,
+            max_rooms,
+            next_user_number: 1,
+            announce_leaves: true,
+        }
+    }
+
+    /// The rooms, for rewriting the history file.
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
+    /// The chat client in `slot`, if it is in a room.
+    pub fn member(&self, slot: Slot) -> Option<&Member> {
+        self.members.get(slot)?.as_ref()
+    }
+
+    /// From now on leaves are not announced (the server is shutting down).
+    pub fn stop_announcing(&mut self) {
+        self.announce_leaves = false;
+    }
+
+    /// Puts `slot` into the room it asked for (or the default room) under the name it asked
+    /// for (or a free one): the room hears `enter`; the newcomer gets its welcome, the
+    /// room's history and any notice about its name or room. Returns its place, or `None`
+    /// if it already had one.
+    pub fn enter(
+        &mut self,
+        slot: Slot,
+        requested_name: Option<&str>,
+        requested_room: Option<&str>,
+        now_ms: u64,
+        out: &mut impl Deliver,
+    ) -> Option<&Member> {
+        if self.member(slot).is_some() {
+            return None;
+        }
+        let (room, mut notices) = self.pick_room(requested_room);
+        let (name, name_notice) = self.pick_name(&room, requested_name);
+        notices.extend(name_notice);
+        let name: Arc<str> = name.into();
+        self.rooms.add(&room, slot, &name);
+        if self.members.len() <= slot {
+            self.members.resize(slot + 1, None);
+        }
+        self.members[slot] = Some(Member {
+            name: name.clone(),
+            room: room.clone(),
+        });
+
+        let members = self.room_members(&room);
+        let enter = ChatEvent::Enter {
+            name: &name,
+            room: &room,
+        };
+        out.broadcast(members, Some(slot), &enter, now_ms);
+        self.welcome(slot, &name, &room, now_ms, out);
+        for (code, text) in notices {
+            notice(out, slot, code, &text, None, now_ms);
+        }
+        self.member(slot)
+    }
+
+    /// The room a newcomer gets, and notices when it is not the one it asked for.
+    fn pick_room(&mut self, requested: Option<&str>) -> (Arc<str>, Vec<(&'static str, String)>) {
+        let mut notices = Vec::new();
+        let room = match requested.map(names::clean_name) {
+            None => None,
+            Some(None) => {
+                let text = format!(
+                    "That room name is not allowed (1 to {MAX_NAME_CHARS} characters, no control characters): you are in {DEFAULT_ROOM}."
+                );
+                notices.push(("room-invalid", text));
+                None
+            }
+            Some(Some(wanted)) => {
+                let room = self.rooms.open(wanted);
+                if room.is_none() {
+                    let text = format!(
+                        "No room for another room ({} in use): you are in {DEFAULT_ROOM}.",
+                        self.max_rooms
+                    );
+                    notices.push(("rooms-full", text));
+                }
+                room
+            }
+        };
+        let room = room
+            .or_else(|| self.rooms.open(DEFAULT_ROOM))
+            .expect("the default room always opens");
+        (room, notices)
+    }
+
+    /// The name a newcomer gets, and the notice to send when it is not the one it asked for.
+    fn pick_name(
+        &mut self,
+        room: &str,
+        requested: Option<&str>,
+    ) -> (String, Option<(&'static str, String)>) {
+        let rooms = &self.rooms;
+        let taken = |n: &str| rooms.is_taken(room, n, None);
+        if let Some(wanted) = requested.and_then(names::clean_name) {
+            let name = names::unique_name(wanted, taken);
+            let notice = (name != wanted).then(|| {
+                let text = format!("The name {wanted} is taken: you are {name}.");
+                ("name-taken", text)
+            });
+            return (name, notice);
+        }
+        let name = loop {
+            let candidate = format!("user{}", self.next_user_number);
+            self.next_user_number += 1;
+            if !taken(&candidate) {
+                break candidate;
+            }
+        };
+        let notice = requested.map(|_| {
+            let text = format!(
+                "That name is not allowed (1 to {MAX_NAME_CHARS} characters, no control characters): you are {name}."
+            );
+            ("name-invalid", text)
+        });
+        (name, notice)
+    }
+
+    /// The newcomer's welcome (its own join line, with who is there), then the history.
+    fn welcome(&self, slot: Slot, name: &str, room: &str, now_ms: u64, out: &mut impl Deliver) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let users = self.names_of(&r.members);
+        let welcome = ChatEvent::Welcome {
+            name,
+            room,
+            users: &users,
+        };
+        out.send(slot, &welcome, now_ms);
+        for entry in &r.history {
+            out.send(slot, &line_event(entry, room, true), entry.time_ms);
+        }
+    }
+
+    /// One chat line from `slot`: said to its room, or a command carried out. Returns the
+    /// line to append to the history file, if one was remembered.
+    pub fn text(
+        &mut self,
+        slot: Slot,
+        line: &str,
+        now_ms: u64,
+        out: &mut impl Deliver,
+    ) -> Option<Said<'_>> {
+        let Member { name, room } = self.member(slot)?.clone();
+        match commands::parse(line) {
+            Line::Say("") => notice(
+                out,
+                slot,
+                "empty-message",
+                "Empty messages are not sent.",
+                None,
+                now_ms,
+            ),
+            Line::Say(text) => return self.say(Kind::Message, &room, &name, text, now_ms, out),
+            Line::Me(text) => return self.say(Kind::Action, &room, &name, text, now_ms, out),
+            Line::Nick(new) => self.rename(slot, &room, &name, new, now_ms, out),
+            Line::Who => {
+                let users = self.names_of(self.room_members(&room));
+                let text = format!("In {room}: {}", users.join(", "));
+                notice(out, slot, "who", &text, Some(&users), now_ms);
+            }
+            Line::Msg(arg) => self.private(slot, &room, &name, arg, now_ms, out),
+            Line::Help => notice(out, slot, "help", commands::HELP, None, now_ms),
+            Line::Usage(usage) => {
+                notice(out, slot, "usage", &format!("Usage: {usage}"), None, now_ms)
+            }
+            Line::Unknown(word) => {
+                let text = format!(
+                    "Unknown command /{word}: /help lists the commands (// sends a literal /)."
+                );
+                notice(out, slot, "unknown-command", &text, None, now_ms);
+            }
+        }
+        None
+    }
+
+    /// A message or action for the room: sent to everyone in it, and remembered.
+    fn say(
+        &mut self,
+        kind: Kind,
+        room: &Arc<str>,
+        name: &Arc<str>,
+        text: &str,
+        now_ms: u64,
+        out: &mut impl Deliver,
+    ) -> Option<Said<'_>> {
+        let entry = Entry::new(kind, name.clone(), text, now_ms);
+        out.broadcast(
+            self.room_members(room),
+            None,
+            &line_event(&entry, room, false),
+            now_ms,
+        );
+        if self.history_lines == 0 {
+            return None;
+        }
+        let (room, entry) = self.rooms.record(room, entry)?;
+        Some(Said { room, entry })
+    }
+
+    /// `/nick NEW`.
+    fn rename(
+        &mut self,
+        slot: Slot,
+        room: &Arc<str>,
+        old: &Arc<str>,
+        wanted: &str,
+        now_ms: u64,
+        out: &mut impl Deliver,
+    ) {
+        let Some(new) = names::clean_name(wanted) else {
+            let text = format!(
+                "That name is not allowed (1 to {MAX_NAME_CHARS} characters, no control characters)."
+            );
+            return notice(out, slot, "name-invalid", &text, None, now_ms);
+        };
+        if new == &**old {
+            return notice(
+                out,
+                slot,
+                "usage",
+                &format!("You are already {new}."),
+                None,
+                now_ms,
+            );
+        }
+        if self.rooms.is_taken(room, new, Some(slot)) {
+            let text = format!("The name {new} is taken.");
+            return notice(out, slot, "name-taken", &text, None, now_ms);
+        }
+        let new: Arc<str> = new.into();
+        self.rooms.rename(room, slot, old, &new);
+        if let Some(member) = self.members[slot].as_mut() {
+            member.name = new.clone();
+        }
+        info!("{old:?} is now {new:?} in {room:?}");
+        let event = ChatEvent::Rename {
+            old,
+            name: &new,
+            room,
+        };
+        out.broadcast(self.room_members(room), None, &event, now_ms);
+    }
+
+    /// `/msg NAME TEXT`: to the sender and the recipient only.
+    fn private(
+        &self,
+        slot: Slot,
+        room: &str,
+        from: &str,
+        arg: &str,
+        now_ms: u64,
+        out: &mut impl Deliver,
+    ) {
+        let names = self.names_of(self.room_members(room));
+        let Some((to, text)) = commands::split_recipient(arg, names.iter().copied()) else {
+            let who = arg.trim_end();
+            let names_someone = names.iter().any(|n| n.to_lowercase() == who.to_lowercase());
+            if names_someone {
+                return notice(out, slot, "usage", "Usage: /msg NAME TEXT", None, now_ms);
+            }
+            let who = arg.split_whitespace().next().unwrap_or(arg);
+            let text = format!("No one called {who} is in {room}: /who lists who is here.");
+            return notice(out, slot, "no-such-user", &text, None, now_ms);
+        };
+        let Some(to_slot) = self.rooms.find(room, to) else {
+            return;
+        };
+        let event = ChatEvent::Private { from, to, text };
+        if to_slot == slot {
+            out.send(slot, &event, now_ms);
+        } else {
+            out.broadcast(&[slot, to_slot], None, &event, now_ms);
+        }
+    }
+
+    /// Takes `slot` out of its room and tells the room (unless shutting down).
+    pub fn leave(&mut self, slot: Slot, now_ms: u64, out: &mut impl Deliver) {
+        if let Some(member) = self.quit(slot) {
+            self.announce_leave(&member, now_ms, out);
+        }
+    }
+
+    /// Takes `slot` out of its room without telling anyone; `None` if it was in none.
+    pub fn quit(&mut self, slot: Slot) -> Option<Member> {
+        let member = self.members.get_mut(slot)?.take()?;
+        self.rooms.remove(&member.room, slot, &member.name);
+        Some(member)
+    }
+
+    /// Tells `member`'s room that it left; not while shutting down.
+    pub fn announce_leave(&self, member: &Member, now_ms: u64, out: &mut impl Deliver) {
+        if self.announce_leaves {
+            let Member { name, room } = member;
+            out.broadcast(
+                self.room_members(room),
+                None,
+                &ChatEvent::Leave { name, room },
+                now_ms,
+            );
+        }
+    }
+
+    fn room_members(&self, room: &str) -> &[Slot] {
+        self.rooms.get(room).map_or(&[], |r| &r.members)
+    }
+
+    /// The names of `slots`, in order.
+    fn names_of(&self, slots: &[Slot]) -> Vec<&str> {
+        slots
+            .iter()
+            .filter_map(|&s| self.member(s))
+            .map(|m| &*m.name)
+            .collect()
+    }
+}
+
+/// A notice to one client.
+fn notice(
+    out: &mut impl Deliver,
+    slot: Slot,
+    code: &str,
+    text: &str,
+    users: Option<&[&str]>,
+    now_ms: u64,
+) {
+    out.send(slot, &ChatEvent::Notice { code, text, users }, now_ms);
+}
+
+/// The event of a chat line: live, or replayed from history.
+fn line_event<'e>(entry: &'e Entry, room: &'e str, history: bool) -> ChatEvent<'e> {
+    let (name, text) = (&*entry.name, entry.text());
+    match entry.kind {
+        Kind::Message => ChatEvent::Message {
+            name,
+            text,
+            room,
+            history,
+        },
+        Kind::Action => ChatEvent::Action {
+            name,
+            text,
+            room,
+            history,
+        },
+    }
+}

@@ -1,0 +1,80 @@
+//! The channel's contract: what the reader threads (and the stop handle) tell the broadcaster.
+//!
+//! Every reader holds a `Sender<Event>` of one bounded crossbeam channel; the broadcaster owns
+//! the one `Receiver`. Nothing flows back, so there is no cycle to deadlock. This module holds
+//! only the types: the readers make events, the broadcaster handles them, and neither needs
+//! the other's module.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use tungstenite::Utf8Bytes;
+
+/// Identifies one accepted connection for its whole life; never reused.
+pub(crate) type ConnId = u64;
+
+/// Where the broadcaster keeps a joined connection: a small index into its tables (the
+/// outbox's and the chat's), reused after the connection is gone. Readers never see one.
+pub(crate) type Slot = usize;
+
+/// Events the channel holds at most. Full means the broadcaster is behind: readers then wait,
+/// stop reading their sockets, and TCP slows the senders instead of memory growing.
+pub(crate) const EVENT_QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// One thing that happened, for the broadcaster to act on.
+pub(crate) enum Event {
+    /// A handshake finished. Always a reader's first event.
+    Join(Join),
+    /// A socket.io client connected to the default namespace: it enters the chat with the
+    /// name and room it asked for (unchecked). Raw chat clients enter with their `Join`.
+    Enter {
+        id: ConnId,
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    },
+    /// A socket.io client left the default namespace: it leaves the chat, the connection stays.
+    Part { id: ConnId },
+    /// A chat line from a chat client, past the rate limit (not copied: tungstenite's bytes).
+    Text { id: ConnId, text: Utf8Bytes },
+    /// Complete frames for this client alone (echo replies, Pong, socket.io replies).
+    Send { id: ConnId, bytes: Vec<u8> },
+    /// A Close frame for this client: the last bytes it gets, then its write side is shut.
+    Close { id: ConnId, bytes: Vec<u8> },
+    /// A notice for one client, e.g. that its message was dropped by the rate limit.
+    Notice {
+        id: ConnId,
+        code: &'static str,
+        text: String,
+    },
+    /// The reader has finished: the connection is over. Always a reader's last event.
+    Leave { id: ConnId, reason: String },
+    /// Close every client with 1001, give them the grace period, then stop.
+    Shutdown,
+}
+
+/// A connection that finished its handshake. The stream is shared with its reader, which only
+/// reads it from now on; the broadcaster only writes it.
+pub(crate) struct Join {
+    pub id: ConnId,
+    pub stream: Arc<TcpStream>,
+    pub peer: SocketAddr,
+    pub endpoint: Endpoint,
+}
+
+/// What a connection is, as far as the broadcaster cares.
+pub(crate) enum Endpoint {
+    /// A raw chat client, with the name and room it asked for (unchecked): enters at once.
+    Chat {
+        requested_name: Option<String>,
+        requested_room: Option<String>,
+    },
+    /// A socket.io client: `greeting` is its first frames (the Engine.IO open packet, and for
+    /// EIO=3 the CONNECT of `/`). It enters the chat on `Event::Enter`. `server_pings` is
+    /// true for EIO=4, where the server sends the heartbeat; EIO=3 clients ping by themselves.
+    SocketIo {
+        server_pings: bool,
+        greeting: Vec<u8>,
+    },
+    /// `/echo` or `/scream`: gets only the frames its reader sends.
+    Echo,
+}

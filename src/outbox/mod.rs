@@ -1,0 +1,449 @@
+//! The outbox: every joined client's write side, and the only code that writes to one.
+//!
+//! Owns, per client, the shared socket, its wire format, its heartbeat, its unsent bytes and
+//! whether it is closing; and for all of them the list of clients with bytes to send. A chat
+//! event is encoded at most once per wire format and the same bytes are appended to every
+//! recipient of that format. Writes never block (`platform::send_nonblocking`): what a socket
+//! does not take waits in that client's backlog, and a backlog that grows too large or lasts
+//! too long drops the client. The broadcaster thread owns it and drives its flushes.
+
+mod buffer;
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::mem;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, log_enabled, Level};
+
+use crate::config::Config;
+use crate::event::{ConnId, Endpoint, Join, Slot};
+use crate::platform;
+use crate::wire::{self, ChatEvent, Encoder, Opcode, Wire};
+pub(crate) use buffer::KEEP_CAPACITY_BYTES;
+use buffer::{MemoryReturn, OutBuffer};
+
+/// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping). Chat traffic is
+/// small; a fixed buffer keeps a stuck client from holding megabytes of kernel memory and
+/// makes its backlog, and the limits on it, start early.
+const CHAT_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// What the heartbeat sends a client, so that a live one answers and its reader's idle
+/// timeout only ends dead connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heartbeat {
+    /// A WebSocket Ping: browsers and WebSocket libraries answer Pong by themselves.
+    Ping,
+    /// The Engine.IO v4 ping packet `2`: socket.io-client v3 and v4 answer `3`.
+    EngineIoPing,
+    /// Nothing: an EIO=3 client (socket.io-client v2) pings by itself, its reader answers.
+    None,
+}
+
+/// One joined client's write side.
+struct Client {
+    id: ConnId,
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+    wire: Wire,
+    heartbeat: Heartbeat,
+    out: OutBuffer,
+    /// When its unsent bytes stopped fitting into its socket.
+    backlog_since: Option<Instant>,
+    max_backlog_bytes: usize,
+    /// A Close frame is queued: nothing may follow it.
+    closing: bool,
+    /// The write side is shut (after the Close frame went out).
+    write_closed: bool,
+}
+
+/// What this round has queued so far, for the broadcaster's round budget.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct RoundUsage {
+    /// Bytes encoded for events to several clients (each format once).
+    pub broadcast_bytes: usize,
+    /// Bytes appended to buffers, over all clients (a broadcast to N counts N times).
+    pub queued_bytes: usize,
+}
+
+/// A client whose write failed or whose backlog broke a limit, found during a flush.
+pub(crate) struct Dead {
+    pub slot: Slot,
+    pub why: String,
+    /// The peer had already closed or reset the connection (not a drop by the server).
+    pub peer_gone: bool,
+}
+
+/// Every joined client's write side. See the module comment.
+pub(crate) struct Outbox {
+    clients: Vec<Option<Client>>,
+    by_id: HashMap<ConnId, Slot>,
+    /// Slots free for a newcomer.
+    free: Vec<Slot>,
+    /// Slots emptied since the last flush began: reused only after it, so that `pending`
+    /// never names a newer client by an older one's entry.
+    released: Vec<Slot>,
+    /// Clients with unsent bytes. A client is listed once, when its buffer stops being
+    /// empty, and stays listed (here or in `backlogged`) until it is empty again.
+    pending: Vec<Slot>,
+    /// Clients whose socket did not take everything in this flush.
+    backlogged: Vec<Slot>,
+    encoder: Encoder,
+    /// The event being delivered, encoded once per format: classic and Socket.IO.
+    classic_frame: Vec<u8>,
+    socketio_frame: Vec<u8>,
+    ping_frame: Vec<u8>,
+    engineio_ping_frame: Vec<u8>,
+    pub usage: RoundUsage,
+    memory: MemoryReturn,
+    max_backlog_bytes: usize,
+    echo_max_backlog_bytes: usize,
+    backlog_timeout: Duration,
+}
+
+impl Outbox {
+    pub fn new(config: &Config) -> Outbox {
+        let mut ping_frame = Vec::new();
+        wire::encode_frame(&mut ping_frame, Opcode::Ping, b"");
+        let mut engineio_ping_frame = Vec::new();
+        let ping = wire::ENGINEIO_PING.as_bytes();
+        wire::encode_frame(&mut engineio_ping_frame, Opcode::Text, ping);
+        Outbox {
+            clients: Vec::new(),
+            by_id: HashMap::new(),
+            free: Vec::new(),
+            released: Vec::new(),
+            pending: Vec::new(),
+            backlogged: Vec::new(),
+            encoder: Encoder::new(),
+            classic_frame: Vec::new(),
+            socketio_frame: Vec::new(),
+            ping_frame,
+            engineio_ping_frame,
+            usage: RoundUsage::default(),
+            memory: MemoryReturn::default(),
+            max_backlog_bytes: config.max_backlog_bytes,
+            echo_max_backlog_bytes: config.echo_max_backlog_bytes,
+            backlog_timeout: config.backlog_timeout,
+        }
+    }
+
+    /// Takes over the write side of a connection that finished its handshake.
+    pub fn add(&mut self, join: &Join) -> Slot {
+        let (wire, heartbeat, max_backlog_bytes, send_buffer) = match join.endpoint {
+            Endpoint::Chat { .. } => (
+                Wire::Classic,
+                Heartbeat::Ping,
+                self.max_backlog_bytes,
+                Some(CHAT_SEND_BUFFER_BYTES),
+            ),
+            Endpoint::SocketIo { server_pings, .. } => (
+                Wire::SocketIo,
+                if server_pings {
+                    Heartbeat::EngineIoPing
+                } else {
+                    Heartbeat::None
+                },
+                self.max_backlog_bytes,
+                Some(CHAT_SEND_BUFFER_BYTES),
+            ),
+            Endpoint::Echo => (
+                Wire::Classic,
+                Heartbeat::Ping,
+                self.echo_max_backlog_bytes,
+                None,
+            ),
+        };
+        platform::prepare_write_side(&join.stream, send_buffer);
+        let client = Client {
+            id: join.id,
+            stream: join.stream.clone(),
+            peer: join.peer,
+            wire,
+            heartbeat,
+            out: OutBuffer::default(),
+            backlog_since: None,
+            max_backlog_bytes,
+            closing: false,
+            write_closed: false,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.clients[slot] = Some(client);
+                slot
+            }
+            None => {
+                self.clients.push(Some(client));
+                self.clients.len() - 1
+            }
+        };
+        self.by_id.insert(join.id, slot);
+        slot
+    }
+
+    /// The slot of connection `id`, while it is joined.
+    pub fn slot(&self, id: ConnId) -> Option<Slot> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Every joined client's slot.
+    pub fn slots(&self) -> Vec<Slot> {
+        self.by_id.values().copied().collect()
+    }
+
+    /// True while some client has unsent bytes.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// How many clients are joined.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// `#id peer` of the client in `slot`, for logs.
+    pub fn label(&self, slot: Slot) -> String {
+        self.client(slot)
+            .map_or_else(|| "(gone)".into(), |c| format!("#{} {}", c.id, c.peer))
+    }
+
+    /// True once a Close frame is queued for the client.
+    pub fn is_closing(&self, slot: Slot) -> bool {
+        self.client(slot).is_some_and(|c| c.closing)
+    }
+
+    /// Queues complete frames for one client, as they are.
+    pub fn queue(&mut self, slot: Slot, frames: &[u8]) {
+        self.usage.queued_bytes += frames.len();
+        if log_enabled!(Level::Debug) {
+            debug!("-> {}: {}", self.label(slot), wire::describe_frames(frames));
+        }
+        self.append(slot, frames);
+    }
+
+    /// Queues a Close frame: the last bytes the client gets; its write side is shut once the
+    /// frame is out. False if a Close was already queued.
+    pub fn close(&mut self, slot: Slot, close_frame: &[u8]) -> bool {
+        if self.is_closing(slot) {
+            return false;
+        }
+        self.queue(slot, close_frame);
+        if let Some(c) = self.client_mut(slot) {
+            c.closing = true;
+        }
+        true
+    }
+
+    /// Queues the server's own Close frame with `code` and `reason`.
+    pub fn close_with(&mut self, slot: Slot, code: u16, reason: &str) -> bool {
+        let mut frame = Vec::new();
+        wire::encode_close(&mut frame, code, reason);
+        self.close(slot, &frame)
+    }
+
+    /// `event` for each slot in `to` but `except`, each in its own format: every format is
+    /// encoded the first time a recipient needs it, and the same bytes go to all its readers.
+    pub fn broadcast(
+        &mut self,
+        to: &[Slot],
+        except: Option<Slot>,
+        event: &ChatEvent<'_>,
+        time_ms: u64,
+    ) {
+        self.classic_frame.clear();
+        self.socketio_frame.clear();
+        for &slot in to {
+            if Some(slot) == except {
+                continue;
+            }
+            let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let frame = match c.wire {
+                Wire::Classic => &mut self.classic_frame,
+                Wire::SocketIo => &mut self.socketio_frame,
+            };
+            if frame.is_empty() {
+                self.encoder.frame_as(c.wire, frame, event, time_ms);
+            }
+            self.usage.queued_bytes += frame.len();
+            append_to(c, slot, &mut self.pending, frame);
+        }
+        self.usage.broadcast_bytes += self.classic_frame.len() + self.socketio_frame.len();
+        if log_enabled!(Level::Debug) {
+            let n = to.len().saturating_sub(usize::from(except.is_some()));
+            for frame in [&self.classic_frame, &self.socketio_frame] {
+                if !frame.is_empty() {
+                    debug!("-> {n} clients: {}", wire::describe_frames(frame));
+                }
+            }
+        }
+    }
+
+    /// `event` for one client, in its format.
+    pub fn send(&mut self, slot: Slot, event: &ChatEvent<'_>, time_ms: u64) {
+        let Some(wire) = self.client(slot).map(|c| c.wire) else {
+            return;
+        };
+        let mut frame = mem::take(&mut self.classic_frame);
+        frame.clear();
+        self.encoder.frame_as(wire, &mut frame, event, time_ms);
+        self.queue(slot, &frame);
+        self.classic_frame = frame;
+    }
+
+    /// Queues each client's heartbeat.
+    pub fn ping_all(&mut self) {
+        for slot in 0..self.clients.len() {
+            let frame = match self.client(slot).map(|c| c.heartbeat) {
+                Some(Heartbeat::Ping) => &self.ping_frame,
+                Some(Heartbeat::EngineIoPing) => &self.engineio_ping_frame,
+                Some(Heartbeat::None) | None => continue,
+            };
+            if let Some(c) = self.clients[slot].as_mut() {
+                append_to(c, slot, &mut self.pending, frame);
+            }
+        }
+    }
+
+    /// Starts a flush: the clients to write now. Empty when there are none.
+    pub fn take_pending(&mut self) -> Vec<Slot> {
+        mem::take(&mut self.pending)
+    }
+
+    /// Writes one client's unsent bytes without blocking. A client that is gone, or breaks a
+    /// backlog limit, is returned as `Dead`; one whose socket is full waits for the next
+    /// flush.
+    pub fn write(&mut self, slot: Slot, now: Instant) -> Option<Dead> {
+        let backlog_timeout = self.backlog_timeout;
+        let c = self.clients.get_mut(slot)?.as_mut()?;
+        let written = {
+            let stream = &c.stream;
+            c.out
+                .write_with(|bytes| platform::send_nonblocking(stream, bytes))
+        };
+        match written {
+            Ok(true) => {
+                c.backlog_since = None;
+                if c.closing && !c.write_closed {
+                    c.write_closed = true;
+                    let _ = c.stream.shutdown(Shutdown::Write);
+                }
+                None
+            }
+            Ok(false) if c.out.unsent() > c.max_backlog_bytes => Some(Dead {
+                slot,
+                why: format!("backlog over {} bytes", c.max_backlog_bytes),
+                peer_gone: false,
+            }),
+            Ok(false) => {
+                let since = *c.backlog_since.get_or_insert(now);
+                let waited = now.duration_since(since);
+                if waited >= backlog_timeout {
+                    let why = format!(
+                        "not reading: {} bytes unsent for {waited:?}",
+                        c.out.unsent()
+                    );
+                    return Some(Dead {
+                        slot,
+                        why,
+                        peer_gone: false,
+                    });
+                }
+                self.backlogged.push(slot);
+                None
+            }
+            Err(e) => Some(Dead {
+                slot,
+                why: format!("write failed: {e}"),
+                peer_gone: matches!(
+                    e.kind(),
+                    ErrorKind::BrokenPipe
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                ),
+            }),
+        }
+    }
+
+    /// Ends a flush: backlogged clients wait for the next one, emptied slots become free,
+    /// and after a burst the freed memory goes back to the OS.
+    pub fn end_flush(&mut self) {
+        let backlog: usize = (self.backlogged.iter())
+            .filter_map(|&slot| self.client(slot))
+            .map(|c| c.out.unsent())
+            .sum();
+        if self.memory.after_flush(backlog) {
+            platform::release_free_memory();
+        }
+        debug_assert!(self.pending.is_empty());
+        mem::swap(&mut self.pending, &mut self.backlogged);
+        self.free.append(&mut self.released);
+    }
+
+    /// Writes what the socket takes at once, before the client is removed.
+    pub fn write_now(&mut self, slot: Slot) {
+        if let Some(c) = self.client_mut(slot) {
+            let stream = &c.stream;
+            let _ = c
+                .out
+                .write_with(|bytes| platform::send_nonblocking(stream, bytes));
+        }
+    }
+
+    /// Forgets a client and closes its socket both ways, which also wakes its reader if it
+    /// is still reading.
+    pub fn remove(&mut self, slot: Slot, reason: &str) {
+        let Some(c) = self.clients.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.by_id.remove(&c.id);
+        self.released.push(slot);
+        self.memory.freed(c.out.capacity());
+        let _ = c.stream.shutdown(Shutdown::Both);
+        info!("#{} {} disconnected: {reason}", c.id, c.peer);
+    }
+
+    /// Fits every buffer to what it held since the last call, and returns freed memory to
+    /// the OS when that freed enough. True while some client is still getting bytes.
+    pub fn fit_buffers(&mut self) -> bool {
+        let mut any_busy = false;
+        for c in self.clients.iter_mut().flatten() {
+            any_busy |= c.out.was_used();
+            let freed = c.out.fit();
+            self.memory.freed(freed);
+        }
+        if self.memory.after_fitting() {
+            platform::release_free_memory();
+        }
+        any_busy
+    }
+
+    fn client(&self, slot: Slot) -> Option<&Client> {
+        self.clients.get(slot)?.as_ref()
+    }
+
+    fn client_mut(&mut self, slot: Slot) -> Option<&mut Client> {
+        self.clients.get_mut(slot)?.as_mut()
+    }
+
+    fn append(&mut self, slot: Slot, frames: &[u8]) {
+        if let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) {
+            append_to(c, slot, &mut self.pending, frames);
+        }
+    }
+}
+
+/// Appends frames to a client's buffer (nothing after a Close) and lists it for the flush
+/// when its buffer stops being empty.
+fn append_to(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>, frames: &[u8]) {
+    if c.closing || frames.is_empty() {
+        return;
+    }
+    if c.out.unsent() == 0 {
+        pending.push(slot);
+    }
+    c.out.push(frames);
+}

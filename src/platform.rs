@@ -1,0 +1,279 @@
+//! Platform: every `unsafe` block and every OS-specific call in wschat, in one place.
+//!
+//! The rest of the crate denies `unsafe_code` and calls only the portable functions here.
+//! Each one says what it does where the OS has no such thing: Linux gets all of them; other
+//! Unix systems (macOS, the BSDs) get the write path and the limits, but keep their stacks and
+//! their allocator's free memory; elsewhere the server refuses to start (`check_supported`).
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+
+/// Stack the read loop touches after the handshake (release build, measured with
+/// `bench/thread_stacks.py`): the stack release only pays where a page is no larger.
+pub(crate) const READ_LOOP_STACK_BYTES: usize = 8 * 1024;
+
+/// `Ok` where the broadcaster's write path works: a `send` that never blocks on a socket that
+/// its reader keeps in blocking mode. The error is the one line to show a user.
+pub(crate) fn check_supported() -> Result<(), String> {
+    if cfg!(unix) {
+        Ok(())
+    } else {
+        Err(
+            "wschat needs a Unix system (Linux, macOS or a BSD) to run: its broadcaster \
+             writes with send(MSG_DONTWAIT), which Windows lacks; use WSL"
+                .into(),
+        )
+    }
+}
+
+/// Prepares a client socket for the broadcaster: a fixed kernel send buffer of `send_buffer`
+/// bytes (else it grows to megabytes for a peer that stops reading, out of reach of the
+/// backlog limits), and, where `send` has no MSG_NOSIGNAL, no SIGPIPE on this socket.
+pub(crate) fn prepare_write_side(stream: &TcpStream, send_buffer_bytes: Option<usize>) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        if let Some(bytes) = send_buffer_bytes {
+            let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+            set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, size, "SO_SNDBUF");
+        }
+        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1, "SO_NOSIGPIPE");
+    }
+    #[cfg(not(unix))]
+    let _ = (stream, send_buffer_bytes);
+}
+
+#[cfg(unix)]
+fn set_int_option(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+    what: &str,
+) {
+    // SAFETY: a valid socket fd and a pointer to a c_int of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("{what}: {}", io::Error::last_os_error());
+    }
+}
+
+/// `send(2)` that never blocks (MSG_DONTWAIT) and never raises SIGPIPE, on a socket the
+/// reader keeps in blocking mode (`set_nonblocking` would change the reader's side too).
+pub(crate) fn send_nonblocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SIGPIPE is off for the socket itself (prepare_write_side).
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let flags = libc::MSG_DONTWAIT;
+        // SAFETY: `buf` is valid for `buf.len()` bytes, and the fd belongs to `stream`, which
+        // the caller borrows for the duration of the call.
+        let n = unsafe { libc::send(stream.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (stream, buf);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Returns the allocator's free memory to the OS (glibc keeps it in its arenas otherwise);
+/// nothing elsewhere.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Raises a listening socket's accept queue to `backlog` (listen(2) again on a listening
+/// socket only changes its backlog; the kernel caps it at somaxconn). std listens with 128.
+pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+        // SAFETY: listen(2) on a socket this TcpListener owns; it touches no memory of ours.
+        if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+            log::warn!("listen backlog {backlog}: {}", io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (listener, backlog);
+}
+
+/// Raises the soft open-file limit to the hard one, and returns the limit now in force
+/// (`None` where there is no such limit, or it cannot be read).
+pub(crate) fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the struct given; nothing else.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                limit.rlim_cur = limit.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                }
+            }
+        }
+        #[allow(clippy::useless_conversion)] // rlim_t is u32 on some 32-bit targets
+        Some(u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Gives back to the OS the stack pages a reader's handshake touched below the frames still
+/// in use. A reader then waits in `read` for hours with a shallow stack; without this, the
+/// deepest point of its handshake would stay resident for the connection's whole life.
+/// Linux only; elsewhere it does nothing.
+pub(crate) fn release_unused_stack() {
+    #[cfg(target_os = "linux")]
+    {
+        // The boundary must lie below this frame and below the return address the madvise
+        // call pushes: a local of a function called from here lies below both.
+        let deepest_in_use = callee_stack_address();
+        let Some((low, size)) = current_stack() else {
+            return;
+        };
+        let Some(len) = releasable_bytes(low, size, deepest_in_use, page_bytes()) else {
+            return;
+        };
+        // SAFETY: `[low, low + len)` is whole pages of this thread's own stack mapping, all
+        // below the page holding `deepest_in_use`, where no live frame exists; touched
+        // again, they come back as zeroed pages.
+        unsafe {
+            libc::madvise(low as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// The system's page size in bytes (4 KiB on x86-64; 16 KiB on a Raspberry Pi 5's default
+/// kernel; 64 KiB on some arm64 servers).
+#[cfg(target_os = "linux")]
+fn page_bytes() -> usize {
+    // SAFETY: sysconf reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).unwrap_or(0)
+}
+
+/// The calling thread's stack mapping: its lowest address and its size.
+#[cfg(target_os = "linux")]
+fn current_stack() -> Option<(usize, usize)> {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; pthread_attr_getstack
+    // reads its stack bounds; the attr is destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut low: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut low, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then_some((low as usize, size))
+    }
+}
+
+/// How many bytes from the bottom of a stack `[low, low + size)` may be released: the whole
+/// pages below the page that holds `deepest_in_use`. `None` when there are none, when the
+/// inputs make no sense, or when a page is larger than what the read loop touches (the loop
+/// would fault the page straight back in).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn releasable_bytes(low: usize, size: usize, deepest_in_use: usize, page: usize) -> Option<usize> {
+    if !page.is_power_of_two() || page > READ_LOOP_STACK_BYTES || low == 0 || low % page != 0 {
+        return None;
+    }
+    let high = deepest_in_use & !(page - 1);
+    (high > low && high < low + size).then(|| high - low)
+}
+
+/// The address of a local one call deeper than the caller: below everything in the caller's
+/// frame and below the return address the caller's next call pushes.
+#[cfg(target_os = "linux")]
+#[inline(never)]
+fn callee_stack_address() -> usize {
+    let here = 0u8;
+    std::hint::black_box(std::ptr::addr_of!(here)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: usize = 1024;
+
+    /// Whatever the page size, nothing at or above the page holding the deepest live byte is
+    /// released, and what is released is whole pages.
+    #[test]
+    fn the_release_stops_below_the_page_in_use() {
+        let size = 128 * KIB;
+        for page in [4 * KIB, 16 * KIB, 64 * KIB] {
+            let low = 0x7f00_0000_0000 - size; // page-aligned for every size here
+            for deepest in [low + 20 * KIB + 100, low + 100 * KIB + 4000, low + size - 1] {
+                let Some(len) = releasable_bytes(low, size, deepest, page) else {
+                    continue;
+                };
+                assert_eq!(len % page, 0, "{page}: not whole pages");
+                let page_in_use = deepest - deepest % page;
+                assert!(low + len <= page_in_use, "{page}: released live frames");
+            }
+        }
+    }
+
+    #[test]
+    fn four_kib_pages_release_everything_below_the_page_in_use() {
+        let (low, size) = (0x10_0000, 128 * KIB);
+        let deepest = low + 100 * KIB + 123;
+        assert_eq!(
+            releasable_bytes(low, size, deepest, 4 * KIB),
+            Some(100 * KIB)
+        );
+    }
+
+    #[test]
+    fn pages_larger_than_the_read_loop_needs_are_left_alone() {
+        let (low, size) = (0x100_0000, 256 * KIB);
+        let deepest = low + 200 * KIB + 5;
+        assert_eq!(releasable_bytes(low, size, deepest, 16 * KIB), None);
+        assert_eq!(releasable_bytes(low, size, deepest, 64 * KIB), None);
+    }
+
+    #[test]
+    fn nonsense_is_left_alone() {
+        let size = 128 * KIB;
+        assert_eq!(releasable_bytes(0, size, 100, 4 * KIB), None);
+        assert_eq!(releasable_bytes(4097, size, 100 * KIB, 4 * KIB), None);
+        assert_eq!(releasable_bytes(4 * KIB, size, 4 * KIB + 5, 4 * KIB), None);
+        assert_eq!(releasable_bytes(4 * KIB, size, 1 << 30, 4 * KIB), None);
+        assert_eq!(releasable_bytes(4 * KIB, size, 100 * KIB, 3000), None);
+    }
+}
