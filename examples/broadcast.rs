@@ -3,9 +3,9 @@
 //! What it teaches: many clients, one writer per socket. main accepts; a reader thread per client
 //! does the handshake, then only reads, sending `Event`s down a channel; ONE broadcaster thread
 //! owns every write half, names clients user1, user2... and writes each JSON line to all. The
-//! real wschat (src/listener.rs, src/client.rs, src/broadcaster.rs) adds heartbeats, limits, and
-//! a broadcaster that never blocks (a backlog per client; too big or too old: dropped). Here a
-//! client that stops reading stalls the room. Run: `cargo run --example broadcast` (port 3003).
+//! real wschat (src/listener.rs, src/reader/, src/broadcaster.rs, src/chat/, src/outbox/) adds
+//! heartbeats, limits, and a broadcaster that never blocks (a backlog per client; too big or
+//! too old: dropped). Here a client that stops reading stalls the room. Run: `cargo run --example broadcast` (port 3003).
 
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{self, Read, Write};

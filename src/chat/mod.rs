@@ -419,3 +419,264 @@ fn line_event<'e>(entry: &'e Entry, room: &'e str, history: bool) -> ChatEvent<'
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Encoder;
+    use serde_json::{json, Value};
+
+    /// Records every delivery as (recipient, the event's classic JSON): the chat's whole
+    /// output, with no socket.
+    #[derive(Default)]
+    struct Recorder {
+        got: Vec<(Slot, Value)>,
+    }
+
+    impl Recorder {
+        fn json(event: &ChatEvent<'_>, time_ms: u64) -> Value {
+            serde_json::from_slice(Encoder::new().json(event, time_ms)).unwrap()
+        }
+
+        /// Everything delivered since the last call.
+        fn take(&mut self) -> Vec<(Slot, Value)> {
+            std::mem::take(&mut self.got)
+        }
+
+        /// What `slot` got since the last `take`, as `event` names.
+        fn events_of(&self, slot: Slot) -> Vec<String> {
+            (self.got.iter())
+                .filter(|(s, _)| *s == slot)
+                .map(|(_, v)| v["event"].as_str().unwrap().to_string())
+                .collect()
+        }
+    }
+
+    impl Deliver for Recorder {
+        fn broadcast(&mut self, to: &[Slot], except: Option<Slot>, event: &ChatEvent<'_>, t: u64) {
+            let v = Recorder::json(event, t);
+            for &slot in to.iter().filter(|&&s| Some(s) != except) {
+                self.got.push((slot, v.clone()));
+            }
+        }
+        fn send(&mut self, to: Slot, event: &ChatEvent<'_>, t: u64) {
+            self.got.push((to, Recorder::json(event, t)));
+        }
+    }
+
+    fn chat(history_lines: usize, max_rooms: usize) -> Chat {
+        let rooms = Rooms::new(max_rooms, history_lines, Default::default());
+        Chat::new(rooms, history_lines, max_rooms)
+    }
+
+    const T: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn a_newcomer_gets_its_welcome_and_everyone_else_hears_it_enter() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        c.enter(0, Some("ada"), None, T, &mut out).unwrap();
+        let got = out.take();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 0);
+        assert_eq!(got[0].1["event"], "welcome");
+        assert_eq!(got[0].1["info"], "ada comes in !!!");
+        assert_eq!(got[0].1["room"], DEFAULT_ROOM);
+        assert_eq!(got[0].1["users"], json!(["ada"]));
+
+        c.enter(1, Some("bob"), None, T, &mut out).unwrap();
+        assert_eq!(out.events_of(0), ["enter"]);
+        assert_eq!(out.events_of(1), ["welcome"]);
+        let welcome = &out.got.iter().find(|(s, _)| *s == 1).unwrap().1;
+        assert_eq!(welcome["users"], json!(["ada", "bob"]));
+        assert!(
+            c.enter(1, Some("bob"), None, T, &mut out).is_none(),
+            "enters once"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_in_a_room_whatever_the_case() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        c.enter(0, Some("ada"), None, T, &mut out);
+        let m = c.enter(1, Some("ADA"), None, T, &mut out).unwrap();
+        assert_eq!(&*m.name, "ADA2");
+        let got = out.take();
+        let notice = &got.iter().find(|(s, v)| *s == 1 && v["event"] == "notice");
+        assert_eq!(notice.unwrap().1["code"], "name-taken");
+        // The same name is free in another room.
+        let m = c.enter(2, Some("ada"), Some("pi"), T, &mut out).unwrap();
+        assert_eq!((&*m.name, &*m.room), ("ada", "pi"));
+    }
+
+    #[test]
+    fn no_name_gets_a_number_and_a_bad_name_a_notice() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        assert_eq!(&*c.enter(0, None, None, T, &mut out).unwrap().name, "user1");
+        out.take();
+        let m = c.enter(1, Some("bell\u{7}"), None, T, &mut out).unwrap();
+        assert_eq!(&*m.name, "user2");
+        let codes: Vec<_> = (out.take().into_iter())
+            .filter(|(s, v)| *s == 1 && v["event"] == "notice")
+            .map(|(_, v)| v["code"].clone())
+            .collect();
+        assert_eq!(codes, ["name-invalid"]);
+    }
+
+    #[test]
+    fn a_room_hears_only_its_own_lines_the_sender_included() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        c.enter(0, Some("a"), Some("one"), T, &mut out);
+        c.enter(1, Some("b"), Some("two"), T, &mut out);
+        c.enter(2, Some("c"), Some("ONE"), T, &mut out);
+        out.take();
+        c.text(0, "hi", T + 1, &mut out);
+        let got = out.take();
+        let to: Vec<Slot> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(to, [0, 2]);
+        assert_eq!(got[0].1["info"], "a: hi");
+        assert_eq!(got[0].1["room"], "one", "the first spelling of the room");
+        assert_eq!(got[0].1["time"], T + 1);
+    }
+
+    #[test]
+    fn lines_are_remembered_replayed_after_the_welcome_and_handed_to_the_file() {
+        let (mut c, mut out) = (chat(2, 10), Recorder::default());
+        c.enter(0, Some("a"), None, T, &mut out);
+        for (i, line) in ["one", "/me waves", "three"].into_iter().enumerate() {
+            let said = c.text(0, line, T + i as u64, &mut out).expect("remembered");
+            assert_eq!(said.room, DEFAULT_ROOM);
+            assert_eq!(said.entry.time_ms, T + i as u64);
+        }
+        assert!(
+            c.text(0, "/who", T, &mut out).is_none(),
+            "commands are not history"
+        );
+        out.take();
+        c.enter(1, Some("b"), None, T + 9, &mut out);
+        let got: Vec<_> = out.take().into_iter().filter(|(s, _)| *s == 1).collect();
+        let lines: Vec<_> = got.iter().map(|(_, v)| v["info"].clone()).collect();
+        assert_eq!(lines, ["b comes in !!!", "* a waves", "a: three"]);
+        assert_eq!(got[1].1["history"], true);
+        assert_eq!(got[1].1["time"], T + 1, "replayed with its own time");
+        assert!(got[0].1.get("history").is_none());
+    }
+
+    #[test]
+    fn with_history_off_nothing_is_remembered() {
+        let (mut c, mut out) = (chat(0, 10), Recorder::default());
+        c.enter(0, Some("a"), None, T, &mut out);
+        assert!(c.text(0, "hi", T, &mut out).is_none());
+        out.take();
+        c.enter(1, Some("b"), None, T, &mut out);
+        assert_eq!(out.events_of(1), ["welcome"]);
+    }
+
+    #[test]
+    fn nick_renames_for_the_room_and_refuses_taken_and_bad_names() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        c.enter(0, Some("al"), None, T, &mut out);
+        c.enter(1, Some("bo"), None, T, &mut out);
+        out.take();
+        c.text(0, "/nick ally", T, &mut out);
+        let got = out.take();
+        assert_eq!(got.len(), 2, "both hear it: {got:?}");
+        assert_eq!(got[0].1["info"], "al is now known as ally");
+        assert_eq!(&*c.member(0).unwrap().name, "ally");
+        for (line, code) in [("/nick BO", "name-taken"), ("/nick \u{7}", "name-invalid")] {
+            c.text(0, line, T, &mut out);
+            let got = out.take();
+            assert_eq!(got.len(), 1, "{line}: only the asker hears: {got:?}");
+            assert_eq!((got[0].0, &got[0].1["code"]), (0, &json!(code)));
+        }
+        // The old name is free again, the new one taken.
+        let m = c.enter(2, Some("al"), None, T, &mut out).unwrap();
+        assert_eq!(&*m.name, "al");
+        let m = c.enter(3, Some("Ally"), None, T, &mut out).unwrap();
+        assert_eq!(&*m.name, "Ally2");
+    }
+
+    #[test]
+    fn msg_reaches_the_sender_and_the_recipient_only() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        for (slot, name) in [(0, "ann"), (1, "bob smith"), (2, "cy")] {
+            c.enter(slot, Some(name), None, T, &mut out);
+        }
+        out.take();
+        assert!(c.text(0, "/msg Bob Smith psst", T, &mut out).is_none());
+        let got = out.take();
+        let to: Vec<Slot> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(to, [0, 1]);
+        assert_eq!(got[0].1["info"], "ann → bob smith (private): psst");
+        c.text(0, "/msg nobody hi", T, &mut out);
+        assert_eq!(out.take()[0].1["code"], "no-such-user");
+        c.text(0, "/msg cy", T, &mut out);
+        assert_eq!(out.take()[0].1["code"], "usage");
+    }
+
+    #[test]
+    fn who_help_unknown_and_empty_lines_answer_the_asker_alone() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        c.enter(0, Some("a"), None, T, &mut out);
+        c.enter(1, Some("b"), None, T, &mut out);
+        out.take();
+        let cases = [
+            ("/who", "who"),
+            ("/help", "help"),
+            ("/dance", "unknown-command"),
+            ("", "empty-message"),
+            ("/nick", "usage"),
+        ];
+        for (line, code) in cases {
+            c.text(1, line, T, &mut out);
+            let got = out.take();
+            assert_eq!(got.len(), 1, "{line}: {got:?}");
+            assert_eq!((got[0].0, &got[0].1["code"]), (1, &json!(code)));
+            if code == "who" {
+                assert_eq!(got[0].1["users"], json!(["a", "b"]));
+            }
+        }
+        c.text(1, "//not a command", T, &mut out);
+        assert_eq!(out.take()[0].1["info"], "b: /not a command");
+    }
+
+    #[test]
+    fn a_leave_is_announced_once_and_a_quit_not_at_all() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        for slot in 0..3 {
+            c.enter(slot, None, None, T, &mut out);
+        }
+        out.take();
+        c.leave(0, T, &mut out);
+        c.leave(0, T, &mut out);
+        let got = out.take();
+        let to: Vec<Slot> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(to, [1, 2]);
+        assert_eq!(got[0].1["info"], "user1 leaves.");
+        let member = c.quit(1).expect("was in a room");
+        assert!(out.take().is_empty(), "quit is silent");
+        c.announce_leave(&member, T, &mut out);
+        assert_eq!(out.events_of(2), ["leave"]);
+        assert!(c.quit(1).is_none());
+        out.take();
+        c.stop_announcing();
+        c.leave(2, T, &mut out);
+        assert!(out.take().is_empty(), "no leaves while shutting down");
+        assert!(c.member(2).is_none());
+    }
+
+    #[test]
+    fn a_full_house_of_rooms_sends_newcomers_to_the_lobby() {
+        let (mut c, mut out) = (chat(10, 1), Recorder::default());
+        assert_eq!(
+            &*c.enter(0, None, Some("x"), T, &mut out).unwrap().room,
+            "x"
+        );
+        out.take();
+        let m = c.enter(1, None, Some("y"), T, &mut out).unwrap();
+        assert_eq!(&*m.room, DEFAULT_ROOM);
+        assert_eq!(out.take().last().unwrap().1["code"], "rooms-full");
+        let m = c.enter(2, None, Some("bad\u{7}room"), T, &mut out).unwrap();
+        assert_eq!(&*m.room, DEFAULT_ROOM);
+        assert_eq!(out.take().last().unwrap().1["code"], "room-invalid");
+    }
+}

@@ -36,6 +36,12 @@ impl OutBuffer {
         self.bytes.len() - self.written
     }
 
+    /// The unsent bytes themselves.
+    #[cfg(test)]
+    pub fn unsent_bytes(&self) -> &[u8] {
+        &self.bytes[self.written..]
+    }
+
     /// Bytes allocated.
     pub fn capacity(&self) -> usize {
         self.bytes.capacity()

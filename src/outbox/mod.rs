@@ -101,6 +101,9 @@ pub(crate) struct Outbox {
     max_backlog_bytes: usize,
     echo_max_backlog_bytes: usize,
     backlog_timeout: Duration,
+    /// Events encoded by `broadcast`, one per format used.
+    #[cfg(test)]
+    encodes: usize,
 }
 
 impl Outbox {
@@ -127,6 +130,8 @@ impl Outbox {
             max_backlog_bytes: config.max_backlog_bytes,
             echo_max_backlog_bytes: config.echo_max_backlog_bytes,
             backlog_timeout: config.backlog_timeout,
+            #[cfg(test)]
+            encodes: 0,
         }
     }
 
@@ -267,6 +272,10 @@ impl Outbox {
             };
             if frame.is_empty() {
                 self.encoder.frame_as(c.wire, frame, event, time_ms);
+                #[cfg(test)]
+                {
+                    self.encodes += 1;
+                }
             }
             self.usage.queued_bytes += frame.len();
             append_to(c, slot, &mut self.pending, frame);
@@ -446,4 +455,118 @@ fn append_to(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>, frames: &[u8])
         pending.push(slot);
     }
     c.out.push(frames);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    /// A joined client's socket and the peer's end of it.
+    fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        (Arc::new(ours), peer)
+    }
+
+    fn join(outbox: &mut Outbox, id: ConnId, endpoint: Endpoint) -> (Slot, TcpStream) {
+        let (stream, peer) = pair();
+        let addr = peer.local_addr().unwrap();
+        let join = Join {
+            id,
+            stream,
+            peer: addr,
+            endpoint,
+        };
+        (outbox.add(&join), peer)
+    }
+
+    fn chat_endpoint() -> Endpoint {
+        Endpoint::Chat {
+            requested_name: None,
+            requested_room: None,
+        }
+    }
+
+    fn unsent(outbox: &Outbox, slot: Slot) -> Vec<u8> {
+        outbox.client(slot).unwrap().out.unsent_bytes().to_vec()
+    }
+
+    const HI: ChatEvent<'static> = ChatEvent::Message {
+        name: "ada",
+        text: "hi",
+        room: "lobby",
+        history: false,
+    };
+
+    #[test]
+    fn a_broadcast_is_encoded_once_per_format() {
+        let mut outbox = Outbox::new(&Config::default());
+        let (a, _pa) = join(&mut outbox, 1, chat_endpoint());
+        let (b, _pb) = join(&mut outbox, 2, chat_endpoint());
+        let socketio = Endpoint::SocketIo {
+            server_pings: true,
+            greeting: Vec::new(),
+        };
+        let (c, _pc) = join(&mut outbox, 3, socketio);
+        outbox.broadcast(&[a, b], None, &HI, 7);
+        assert_eq!(
+            outbox.encodes, 1,
+            "no socket.io recipient: one format encoded"
+        );
+        outbox.broadcast(&[a, b, c], Some(b), &HI, 7);
+        assert_eq!(outbox.encodes, 3, "two formats, once each");
+        let (classic, sio) = (unsent(&outbox, b), unsent(&outbox, c));
+        assert_eq!(unsent(&outbox, a), [&classic[..], &classic[..]].concat());
+        assert!(sio[2..].starts_with(b"42[\"message\""), "{:?}", sio);
+        let usage = outbox.usage;
+        assert_eq!(usage.broadcast_bytes, 2 * classic.len() + sio.len());
+        assert_eq!(usage.queued_bytes, 3 * classic.len() + sio.len());
+    }
+
+    #[test]
+    fn nothing_follows_a_close() {
+        let mut outbox = Outbox::new(&Config::default());
+        let (slot, mut peer) = join(&mut outbox, 1, chat_endpoint());
+        assert!(outbox.close_with(slot, wire::close_code::GOING_AWAY, "bye"));
+        assert!(!outbox.close_with(slot, wire::close_code::NORMAL, "again"));
+        let closing = unsent(&outbox, slot);
+        outbox.queue(slot, b"late");
+        outbox.broadcast(&[slot], None, &HI, 7);
+        outbox.send(slot, &HI, 7);
+        outbox.ping_all();
+        assert_eq!(unsent(&outbox, slot), closing);
+        for slot in outbox.take_pending() {
+            assert!(outbox.write(slot, Instant::now()).is_none());
+        }
+        outbox.end_flush();
+        // The peer reads the Close frame, then the end of the stream: the write side is shut.
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        let mut expected = Vec::new();
+        wire::encode_close(&mut expected, wire::close_code::GOING_AWAY, "bye");
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_client_is_pending_once_until_its_buffer_empties() {
+        let mut outbox = Outbox::new(&Config::default());
+        let (slot, _peer) = join(&mut outbox, 1, chat_endpoint());
+        for _ in 0..3 {
+            outbox.queue(slot, b"frame");
+            outbox.send(slot, &HI, 7);
+        }
+        assert_eq!(outbox.take_pending(), [slot]);
+        assert!(outbox.write(slot, Instant::now()).is_none());
+        outbox.end_flush();
+        assert!(!outbox.has_pending(), "written out: no longer listed");
+        outbox.remove(slot, "test");
+        let (again, _peer2) = join(&mut outbox, 2, chat_endpoint());
+        assert_ne!(again, slot, "an emptied slot waits for the next flush");
+        outbox.end_flush();
+        let (third, _peer3) = join(&mut outbox, 3, chat_endpoint());
+        assert_eq!(third, slot, "and is reused after it");
+    }
 }

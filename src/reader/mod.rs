@@ -375,6 +375,52 @@ fn describe(message: &Message) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// Invariant 1: after the handshake a reader never writes to its socket. A Ping comes in;
+    /// tungstenite's Pong goes to the broadcaster as an event, and the peer gets nothing.
+    #[test]
+    fn a_ping_becomes_an_event_and_the_reader_writes_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        // A masked Ping with payload "hi" (mask 1,2,3,4), then the peer stops sending.
+        let mask = [1u8, 2, 3, 4];
+        let payload: Vec<u8> = b"hi".iter().zip(mask).map(|(b, m)| b ^ m).collect();
+        peer.write_all(&[&[0x89, 0x82][..], &mask, &payload].concat())
+            .unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+
+        let side = ReadSide {
+            stream: Arc::new(ours),
+            replies: Vec::new(),
+        };
+        let mut ws = WebSocket::from_raw_socket(side, Role::Server, None);
+        let mut route = Route::Chat {
+            requested_name: None,
+            requested_room: None,
+        };
+        let (events, received) = crossbeam_channel::unbounded();
+        let end = read_loop(7, &mut ws, &mut route, &Config::default(), &events);
+        assert!(
+            matches!(end, End::Gone(_)),
+            "the peer's end of stream ends the loop"
+        );
+        match received.try_recv() {
+            Ok(Event::Send { id: 7, bytes }) => assert_eq!(bytes, [0x8A, 0x02, b'h', b'i']),
+            _ => panic!("the Pong must reach the broadcaster as a Send event"),
+        }
+        peer.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        match peer.read(&mut buf) {
+            Err(e) => assert!(matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut
+            )),
+            Ok(n) => panic!("the reader wrote {n} bytes to its socket"),
+        }
+    }
 
     #[test]
     fn scream_shouts() {
