@@ -2,7 +2,8 @@
 //! socket after its handshake.
 //!
 //! Owns the [`Chat`] (who hears what), the [`Outbox`] (every client's write side) and the
-//! history file, and runs the loop that ties them together: wait for an event, take every
+//! history writer's queue (the file itself is the writer thread's: a disk must not stall the
+//! broadcaster), and runs the loop that ties them together: wait for an event, take every
 //! event already queued (a *round*, within the limits below), then write to every client
 //! with something to send, one non-blocking `send` each. It never reads a socket and never
 //! blocks on one, so no client can stall the others. It talks to the readers only through
@@ -18,7 +19,7 @@ use log::{info, warn};
 use crate::chat::{Chat, Deliver, Member};
 use crate::config::Config;
 use crate::event::{ConnId, Endpoint, Event, Join, Slot};
-use crate::history_file::HistoryFile;
+use crate::history_writer::HistoryQueue;
 use crate::outbox::{Dead, Outbox, KEEP_CAPACITY_BYTES};
 use crate::wire::{close_code, ChatEvent};
 
@@ -46,7 +47,8 @@ pub(crate) struct Broadcaster {
     config: Arc<Config>,
     chat: Chat,
     outbox: Outbox,
-    history_file: Option<HistoryFile>,
+    /// Where remembered lines go on their way to the history file; never blocks.
+    history: Option<HistoryQueue>,
     /// The time of this round, Unix ms: every event handled in it carries it (one clock read
     /// per round, and a line's history entry has the time of its live event).
     now_ms: u64,
@@ -63,13 +65,13 @@ pub(crate) struct Broadcaster {
 }
 
 impl Broadcaster {
-    pub(crate) fn new(config: Arc<Config>, chat: Chat, history_file: Option<HistoryFile>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, chat: Chat, history: Option<HistoryQueue>) -> Self {
         Broadcaster {
             next_ping: Instant::now() + config.ping_interval,
             outbox: Outbox::new(&config),
             config,
             chat,
-            history_file,
+            history,
             now_ms: unix_ms(),
             round_events: 0,
             next_buffer_fit: None,
@@ -110,13 +112,12 @@ impl Broadcaster {
                 self.next_ping = now + self.config.ping_interval;
             }
             self.flush(now, &events);
-            self.flush_history();
             self.fit_buffers(now);
         }
         for slot in self.outbox.slots() {
             self.remove(slot, "server stopped");
         }
-        self.flush_history();
+        // Dropping `self` drops the history queue: the writer syncs what it has and ends.
     }
 
     /// When to stop waiting for an event: the next ping, backlog retry, buffer fitting or
@@ -185,8 +186,8 @@ impl Broadcaster {
             }
             Event::Text { text, .. } => {
                 let said = self.chat.text(slot, &text, self.now_ms, &mut self.outbox);
-                if let (Some(said), Some(file)) = (said, self.history_file.as_mut()) {
-                    file.append(said.room, said.entry);
+                if let (Some(said), Some(history)) = (said, self.history.as_mut()) {
+                    history.push(said.room, said.entry);
                 }
             }
             Event::Send { bytes, .. } => self.outbox.queue(slot, &bytes),
@@ -316,19 +317,6 @@ impl Broadcaster {
                 self.unannounced_leaves.push_back(member);
             }
             self.outbox.remove(slot, &why);
-        }
-    }
-
-    fn flush_history(&mut self) {
-        let Some(file) = self.history_file.as_mut() else {
-            return;
-        };
-        file.flush();
-        let rooms = self.chat.rooms();
-        if file.wants_compaction(rooms.history_lines()) {
-            if let Err(e) = file.rewrite(rooms.all_history()) {
-                warn!("cannot rewrite the history file: {e}");
-            }
         }
     }
 

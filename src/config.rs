@@ -40,6 +40,9 @@ pub const DEFAULT_BACKLOG_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 2;
 /// Chat lines each room remembers for newcomers.
 pub const DEFAULT_HISTORY_LINES: usize = 50;
+/// Appended history lines are made durable (fdatasync) at most this long after they are
+/// written; 0 syncs after every batch.
+pub const DEFAULT_HISTORY_SYNC_INTERVAL_MS: u64 = 1000;
 /// Rooms that may exist at once (a room with members, or with remembered lines).
 pub const DEFAULT_MAX_ROOMS: usize = 1000;
 
@@ -94,6 +97,9 @@ pub struct Config {
     pub history: usize,
     /// Append chat lines to this JSON-lines file and reload them at start-up.
     pub history_file: Option<PathBuf>,
+    /// Longest time an appended history line may wait for `fdatasync`; zero syncs after
+    /// every batch. A power cut can lose the lines of this last interval.
+    pub history_sync_interval: Duration,
     /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
     pub max_rooms: usize,
     /// Fault injection for tests: a chat line equal to this makes its reader thread panic, to
@@ -124,6 +130,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             history: DEFAULT_HISTORY_LINES,
             history_file: None,
+            history_sync_interval: Duration::from_millis(DEFAULT_HISTORY_SYNC_INTERVAL_MS),
             max_rooms: DEFAULT_MAX_ROOMS,
             panic_on_message: None,
         }

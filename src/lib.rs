@@ -50,6 +50,7 @@ mod reader;
 // What they build on.
 pub mod config;
 mod history_file;
+mod history_writer;
 mod http;
 mod platform;
 mod socketio;

@@ -1,7 +1,8 @@
 //! Listener: the accepting thread, and the server's life from `bind` to a clean stop.
 //!
 //! Owns the `TcpListener`, the table of open connections (to count them against
-//! `max_clients` and to cut them at shutdown), and the broadcaster's thread handle. It hands
+//! `max_clients` and to cut them at shutdown), and the broadcaster's and history writer's
+//! thread handles. It hands
 //! each accepted stream to a new client-reader thread and never reads or writes a client
 //! socket itself, except to answer 503 when the server is full.
 
@@ -22,6 +23,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
 use crate::history_file::{self, HistoryFile};
+use crate::history_writer;
 use crate::{http, platform, reader};
 
 /// Stack for each reader thread. Only touched pages cost memory, but the whole reservation
@@ -225,8 +227,17 @@ impl Server {
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
         check_open_file_limit(self.config.max_clients);
         let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
+        // The history file's own thread: the broadcaster only queues lines for it.
+        let (history, history_writer) = match self.history_file.take() {
+            Some(file) => {
+                let (queue, thread) =
+                    history_writer::spawn(file, rooms.all_history(), &self.config)?;
+                (Some(queue), Some(thread))
+            }
+            None => (None, None),
+        };
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
-        let broadcaster = Broadcaster::new(self.config.clone(), chat, self.history_file.take());
+        let broadcaster = Broadcaster::new(self.config.clone(), chat, history);
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -260,6 +271,10 @@ impl Server {
         let _ = events.send(Event::Shutdown);
         drop(events);
         let broadcaster_ok = broadcaster.join().is_ok();
+        // The broadcaster's end of the history queue is gone: the writer syncs and ends.
+        if history_writer.is_some_and(|writer| writer.join().is_err()) {
+            error!("the history writer panicked");
+        }
         // Connections still in their handshake or downloading the page.
         self.registry.cut_all();
         let left = self.registry.wait_empty(READER_EXIT_WAIT);

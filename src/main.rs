@@ -60,6 +60,11 @@ struct Cli {
     )]
     history_file: Option<PathBuf>,
 
+    /// Seconds an appended history line may wait to be synced to disk (fdatasync); 0 syncs
+    /// after every write. A power cut can lose the lines of this last interval
+    #[arg(long, env = "WSCHAT_HISTORY_SYNC_INTERVAL", value_name = "SECS", default_value_t = SecsOrZero(Duration::from_millis(config::DEFAULT_HISTORY_SYNC_INTERVAL_MS)), help_heading = "Chat")]
+    history_sync_interval: SecsOrZero,
+
     /// Rooms at once; past it an idle room is forgotten to make space
     #[arg(long, env = "WSCHAT_MAX_ROOMS", value_name = "N", default_value_t = config::DEFAULT_MAX_ROOMS, help_heading = "Chat")]
     max_rooms: usize,
@@ -191,6 +196,7 @@ impl Cli {
             shutdown_grace: self.shutdown_grace.0,
             history: self.history,
             history_file: self.history_file,
+            history_sync_interval: self.history_sync_interval.0,
             max_rooms: self.max_rooms,
             ..Config::default()
         }
@@ -249,6 +255,29 @@ impl std::str::FromStr for Secs {
 }
 
 impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+/// A flag value in seconds where 0 means "at once" (fractions allowed).
+#[derive(Debug, Clone, Copy)]
+struct SecsOrZero(Duration);
+
+impl std::str::FromStr for SecsOrZero {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SecsOrZero, String> {
+        let v: f64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(0.0..1e9).contains(&v) {
+            return Err(format!("{s} must be 0 or more seconds"));
+        }
+        Ok(SecsOrZero(Duration::from_secs_f64(v)))
+    }
+}
+
+impl std::fmt::Display for SecsOrZero {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0.as_secs_f64())
     }

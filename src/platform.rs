@@ -225,6 +225,22 @@ fn callee_stack_address() -> usize {
     std::hint::black_box(std::ptr::addr_of!(here)) as usize
 }
 
+// ---- Durable files (the history writer) ------------------------------------------------
+
+/// Makes a rename in `dir` durable: fsync of the directory, where a directory can be opened
+/// and synced (Unix). Elsewhere (Windows) it does nothing: NTFS journals the rename itself.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,11 +71,6 @@ impl Chat {
         }
     }
 
-    /// The rooms, for rewriting the history file.
-    pub fn rooms(&self) -> &Rooms {
-        &self.rooms
-    }
-
     /// The chat client in `slot`, if it is in a room.
     pub fn member(&self, slot: Slot) -> Option<&Member> {
         self.members.get(slot)?.as_ref()

@@ -175,6 +175,7 @@ impl Rooms {
     }
 
     /// How many lines are remembered in all.
+    #[cfg(test)]
     pub fn history_lines(&self) -> usize {
         self.map.values().map(|r| r.history.len()).sum()
     }
