@@ -108,6 +108,8 @@ pub(crate) struct HistoryFile {
     out: Option<File>,
     /// Lines in the file now.
     lines: usize,
+    /// Lines appended since the last sync or rewrite.
+    unsynced_lines: usize,
 }
 
 impl HistoryFile {
@@ -120,6 +122,7 @@ impl HistoryFile {
             path: path.to_path_buf(),
             out: None,
             lines: 0,
+            unsynced_lines: 0,
         };
         file.rewrite(kept)?;
         Ok(file)
@@ -132,6 +135,7 @@ impl HistoryFile {
             path: path.to_path_buf(),
             out: Some(out),
             lines: 0,
+            unsynced_lines: 0,
         }
     }
 
@@ -152,6 +156,7 @@ impl HistoryFile {
             return Err(e);
         }
         self.lines += lines;
+        self.unsynced_lines += lines;
         Ok(())
     }
 
@@ -161,10 +166,17 @@ impl HistoryFile {
             return Err(io::Error::other("the file is closed after an error"));
         };
         let synced = out.sync_data();
-        if synced.is_err() {
-            self.out = None;
+        match synced {
+            Ok(()) => self.unsynced_lines = 0,
+            Err(_) => self.out = None,
         }
         synced
+    }
+
+    /// Lines appended since the last sync or rewrite (a power cut may lose them).
+    #[cfg(test)]
+    pub fn unsynced_lines(&self) -> usize {
+        self.unsynced_lines
     }
 
     /// True when the file holds many more lines than `kept`, and should be rewritten.
@@ -196,6 +208,7 @@ impl HistoryFile {
         platform::sync_dir(dir)?;
         self.out = Some(OpenOptions::new().append(true).open(&self.path)?);
         self.lines = lines;
+        self.unsynced_lines = 0;
         Ok(())
     }
 }

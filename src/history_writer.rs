@@ -499,4 +499,49 @@ mod tests {
         got.sort();
         assert_eq!(got, [("b", "4"), ("c", "5")]);
     }
+
+    #[test]
+    fn appends_are_synced_within_the_interval_or_after_every_batch() {
+        let dir = temp_dir("sync");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.jsonl");
+        let mut w = Writer {
+            file: HistoryFile::open(&path, std::iter::empty()).unwrap(),
+            retained: Retained::new(10, 10),
+            sync_interval: Duration::from_secs(1),
+            batch: Vec::new(),
+            batch_lines: 0,
+            health: Health::Ok { sync_due: None },
+        };
+        let line = |text: &str| Line {
+            room: "r".into(),
+            entry: entry(text),
+        };
+        let before = Instant::now();
+        w.take(line("a"));
+        w.write_batch();
+        let Health::Ok {
+            sync_due: Some(due),
+        } = w.health
+        else {
+            panic!("no sync scheduled after a write");
+        };
+        assert!(due >= before + w.sync_interval && due <= Instant::now() + w.sync_interval);
+        // A later batch does not push the sync back.
+        w.take(line("b"));
+        w.write_batch();
+        assert!(matches!(w.health, Health::Ok { sync_due: Some(d) } if d == due));
+        w.maintain(due - Duration::from_millis(1));
+        assert!(matches!(w.health, Health::Ok { sync_due: Some(_) }));
+        assert_eq!(w.file.unsynced_lines(), 2);
+        w.maintain(due);
+        assert!(matches!(w.health, Health::Ok { sync_due: None }));
+        assert_eq!(w.file.unsynced_lines(), 0, "not synced when due");
+        w.sync_interval = Duration::ZERO;
+        w.take(line("c"));
+        w.write_batch();
+        assert_eq!(w.file.unsynced_lines(), 0, "not synced after the batch");
+        assert_eq!(texts(&path, "r"), ["a", "b", "c"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
 }
