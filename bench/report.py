@@ -42,6 +42,10 @@ def ms(us):
     return "–" if us is None else f"{us / 1000:,.1f}"
 
 
+def ms2(us):
+    return "–" if us is None else f"{us / 1000:,.2f}"
+
+
 def peers_in(rows):
     seen = {r["peer"] for r in rows}
     return [p for p in PEER_ORDER if p in seen] + sorted(seen - set(PEER_ORDER))
@@ -286,6 +290,22 @@ unset multiplot
     return "saturation.svg"
 
 
+def slow_disk_table(rows8):
+    """Scenario 8: scenario 1 with a history file, on the real disk and on a slowed one."""
+    header = ["peer", "disk", "runs", "deliveries/s", "lost", "p50 ms", "p99 ms", "max ms",
+              "history file lines (after a clean stop)"]
+    out = []
+    for peer in peers_in(rows8):
+        for disk in ["fast", "slow"]:
+            runs = [r for r in rows8 if r["peer"] == peer and r.get("disk") == disk]
+            if runs:
+                out.append([peer, disk, len(runs), fmt(med(runs, "deliveries_per_s")),
+                            fmt(med(runs, "lost")), ms2(med(runs, "p50_us")),
+                            ms2(med(runs, "p99_us")), ms2(med(runs, "max_us")),
+                            fmt(med(runs, "history_file_lines"))])
+    return table(header, out)
+
+
 def main():
     out_dir = Path(sys.argv[1])
     rows = [json.loads(line) for line in (out_dir / "raw.jsonl").read_text().splitlines()
@@ -329,6 +349,9 @@ def main():
     if get("7"):
         md.append("## Scenario 7: everyone reconnects at once (5,000 clients, every handshake "
                   "in flight)\n\n" + storm_table(get("7")))
+    if get("8"):
+        md.append("## Scenario 8: slow disk (scenario 1 with a history file; slow: every write "
+                  "and sync of it delayed 300 ms)\n\n" + slow_disk_table(get("8")))
     if s1 and "wschat" in s1:
         md.append("## Ratios\n\n" + ratios(s1, s2, best, per_conn))
     (out_dir / "REPORT.md").write_text("\n".join(md))
