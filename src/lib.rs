@@ -13,6 +13,9 @@
 //! - The **broadcaster**, one thread, asks the chat who hears what and writes it through the
 //!   outbox: it is the only thread that writes to a socket after the handshake, and it never
 //!   blocks on one.
+//! - With a history file, the **history writer**, one thread, does every write and sync of it,
+//!   fed through a bounded channel the broadcaster never waits on: a slow disk cannot stall
+//!   the chat.
 //!
 //! ARCHITECTURE.md has the map of the modules.
 //!
