@@ -164,7 +164,13 @@ pub(crate) fn release_unused_stack() {
         let Some((low, size)) = current_stack() else {
             return;
         };
-        let Some(len) = releasable_bytes(low, size, deepest_in_use, page_bytes()) else {
+        let Some(len) = releasable_bytes(
+            low,
+            size,
+            deepest_in_use,
+            page_bytes(),
+            READ_LOOP_STACK_BYTES,
+        ) else {
             return;
         };
         // SAFETY: `[low, low + len)` is whole pages of this thread's own stack mapping, all
@@ -205,11 +211,17 @@ fn current_stack() -> Option<(usize, usize)> {
 
 /// How many bytes from the bottom of a stack `[low, low + size)` may be released: the whole
 /// pages below the page that holds `deepest_in_use`. `None` when there are none, when the
-/// inputs make no sense, or when a page is larger than what the read loop touches (the loop
-/// would fault the page straight back in).
+/// inputs make no sense, or when a page is larger than `read_loop_bytes`, the stack the read
+/// loop touches (it would fault the page straight back in, for nothing).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn releasable_bytes(low: usize, size: usize, deepest_in_use: usize, page: usize) -> Option<usize> {
-    if !page.is_power_of_two() || page > READ_LOOP_STACK_BYTES || low == 0 || low % page != 0 {
+fn releasable_bytes(
+    low: usize,
+    size: usize,
+    deepest_in_use: usize,
+    page: usize,
+    read_loop_bytes: usize,
+) -> Option<usize> {
+    if !page.is_power_of_two() || page > read_loop_bytes || low == 0 || low % page != 0 {
         return None;
     }
     let high = deepest_in_use & !(page - 1);
@@ -230,50 +242,72 @@ mod tests {
     use super::*;
 
     const KIB: usize = 1024;
+    /// A read loop that touches more than any page here, to test the boundary alone.
+    const DEEP_LOOP_BYTES: usize = 64 * KIB;
 
-    /// Whatever the page size, nothing at or above the page holding the deepest live byte is
-    /// released, and what is released is whole pages.
+    /// The boundary is the page holding the deepest live byte, in the system's page size: with
+    /// a 4 KiB constant (the arithmetic before sysconf), a 16 KiB page released 100 KiB here
+    /// instead of 96, the live frames between 96 and 100 KiB included.
     #[test]
-    fn the_release_stops_below_the_page_in_use() {
-        let size = 128 * KIB;
+    fn the_release_stops_at_the_page_in_use_for_4_16_and_64_kib_pages() {
+        let size = 256 * KIB;
+        let low = 0x7f00_0000_0000 - size; // page-aligned for every size here
+        let deepest = low + 100 * KIB + 4000;
+        for (page, released) in [
+            (4 * KIB, 100 * KIB),
+            (16 * KIB, 96 * KIB),
+            (64 * KIB, 64 * KIB),
+        ] {
+            assert_eq!(
+                releasable_bytes(low, size, deepest, page, DEEP_LOOP_BYTES),
+                Some(released),
+                "{} KiB pages",
+                page / KIB
+            );
+        }
+    }
+
+    /// Whatever the page size and depth, what is released is whole pages, all below the page
+    /// in use.
+    #[test]
+    fn the_release_never_reaches_the_page_in_use() {
+        let size = 256 * KIB;
+        let low = 0x7f00_0000_0000 - size;
         for page in [4 * KIB, 16 * KIB, 64 * KIB] {
-            let low = 0x7f00_0000_0000 - size; // page-aligned for every size here
-            for deepest in [low + 20 * KIB + 100, low + 100 * KIB + 4000, low + size - 1] {
-                let Some(len) = releasable_bytes(low, size, deepest, page) else {
-                    continue;
-                };
-                assert_eq!(len % page, 0, "{page}: not whole pages");
+            for offset in (0..size).step_by(1000) {
+                let deepest = low + offset;
                 let page_in_use = deepest - deepest % page;
-                assert!(low + len <= page_in_use, "{page}: released live frames");
+                match releasable_bytes(low, size, deepest, page, DEEP_LOOP_BYTES) {
+                    Some(len) => {
+                        assert_eq!(len % page, 0, "{page}: not whole pages");
+                        assert_eq!(low + len, page_in_use, "{page} at {offset}");
+                    }
+                    None => assert_eq!(page_in_use, low, "{page} at {offset}: nothing released"),
+                }
             }
         }
     }
 
+    /// With the read loop's real depth (8 KiB), 4 KiB pages are released as before, and 16 or
+    /// 64 KiB pages are left alone: the loop would touch the page again at once.
     #[test]
-    fn four_kib_pages_release_everything_below_the_page_in_use() {
-        let (low, size) = (0x10_0000, 128 * KIB);
-        let deepest = low + 100 * KIB + 123;
-        assert_eq!(
-            releasable_bytes(low, size, deepest, 4 * KIB),
-            Some(100 * KIB)
-        );
-    }
-
-    #[test]
-    fn pages_larger_than_the_read_loop_needs_are_left_alone() {
+    fn pages_larger_than_the_read_loop_touches_are_left_alone() {
         let (low, size) = (0x100_0000, 256 * KIB);
         let deepest = low + 200 * KIB + 5;
-        assert_eq!(releasable_bytes(low, size, deepest, 16 * KIB), None);
-        assert_eq!(releasable_bytes(low, size, deepest, 64 * KIB), None);
+        let release = |page| releasable_bytes(low, size, deepest, page, READ_LOOP_STACK_BYTES);
+        assert_eq!(release(4 * KIB), Some(200 * KIB));
+        assert_eq!(release(16 * KIB), None);
+        assert_eq!(release(64 * KIB), None);
     }
 
     #[test]
     fn nonsense_is_left_alone() {
         let size = 128 * KIB;
-        assert_eq!(releasable_bytes(0, size, 100, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4097, size, 100 * KIB, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4 * KIB, size, 4 * KIB + 5, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4 * KIB, size, 1 << 30, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4 * KIB, size, 100 * KIB, 3000), None);
+        let release = |low, deepest, page| releasable_bytes(low, size, deepest, page, 8 * KIB);
+        assert_eq!(release(0, 100, 4 * KIB), None);
+        assert_eq!(release(4097, 100 * KIB, 4 * KIB), None);
+        assert_eq!(release(4 * KIB, 4 * KIB + 5, 4 * KIB), None);
+        assert_eq!(release(4 * KIB, 1 << 30, 4 * KIB), None);
+        assert_eq!(release(4 * KIB, 100 * KIB, 3000), None);
     }
 }
