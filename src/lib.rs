@@ -48,6 +48,7 @@ mod outbox;
 mod reader;
 
 // What they build on.
+mod ceiling;
 pub mod config;
 mod history_file;
 mod http;

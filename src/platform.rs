@@ -12,6 +12,7 @@ use std::net::{TcpListener, TcpStream};
 
 /// Stack the read loop touches after the handshake (release build, measured with
 /// `bench/thread_stacks.py`): the stack release only pays where a page is no larger.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) const READ_LOOP_STACK_BYTES: usize = 8 * 1024;
 
 /// `Ok` where the broadcaster's write path works: a `send` that never blocks on a socket that
@@ -150,6 +151,95 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
     #[cfg(not(unix))]
     None
 }
+
+/// What the OS lets this process hold, for one node's ceiling (`ceiling`): each limit is
+/// `None` where the OS has no such limit, it is unlimited, or it cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProcessLimits {
+    /// `vm.max_map_count`: memory mappings per process (Linux).
+    pub map_count: Option<u64>,
+    /// Mappings this process holds already (Linux: lines of /proc/self/maps).
+    pub maps_in_use: Option<u64>,
+    /// `kernel.threads-max`: threads on the whole system (Linux).
+    pub threads_max: Option<u64>,
+    /// `kernel.pid_max`: every thread takes a pid, system-wide (Linux).
+    pub pid_max: Option<u64>,
+    /// `RLIMIT_NPROC`: processes and threads of this user (the kernel ignores it for root).
+    pub user_processes: Option<u64>,
+    /// `RLIMIT_NOFILE`, the soft limit in force (after `raise_open_file_limit`).
+    pub open_files: Option<u64>,
+    /// On a 32-bit host, the address space a process can map: about 3 GiB, less if
+    /// `RLIMIT_AS` says so. `None` on 64-bit hosts, where it is no limit.
+    pub address_space_bytes: Option<u64>,
+}
+
+/// User address space of a 32-bit Linux process (the 3/1 split Raspberry Pi OS uses).
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+const ADDRESS_SPACE_32_BIT_BYTES: u64 = 3 << 30;
+
+/// Reads the limits that bound how many reader threads and sockets this process can hold.
+pub(crate) fn process_limits() -> ProcessLimits {
+    let address_space = cfg!(target_pointer_width = "32").then_some(ADDRESS_SPACE_32_BIT_BYTES);
+    #[cfg(unix)]
+    {
+        let root = {
+            // SAFETY: getuid only reads the caller's real user id.
+            unsafe { libc::getuid() == 0 }
+        };
+        ProcessLimits {
+            map_count: read_proc_number("/proc/sys/vm/max_map_count"),
+            maps_in_use: std::fs::read_to_string("/proc/self/maps")
+                .ok()
+                .map(|maps| maps.lines().count() as u64),
+            threads_max: read_proc_number("/proc/sys/kernel/threads-max"),
+            pid_max: read_proc_number("/proc/sys/kernel/pid_max"),
+            user_processes: if root {
+                None
+            } else {
+                soft_limit(libc::RLIMIT_NPROC)
+            },
+            open_files: soft_limit(libc::RLIMIT_NOFILE),
+            address_space_bytes: match (address_space, soft_limit(libc::RLIMIT_AS)) {
+                (Some(space), Some(limit)) => Some(space.min(limit)),
+                (space, _) => space,
+            },
+        }
+    }
+    #[cfg(not(unix))]
+    ProcessLimits {
+        address_space_bytes: address_space,
+        ..ProcessLimits::default()
+    }
+}
+
+/// A number in a /proc file, such as `/proc/sys/vm/max_map_count`.
+#[cfg(unix)]
+fn read_proc_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A resource's soft limit; `None` when unlimited or unreadable.
+#[cfg(unix)]
+fn soft_limit(resource: RlimitResource) -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct given; nothing else.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)] // rlim_t is u32 on some 32-bit targets
+    u64::try_from(limit.rlim_cur).ok()
+}
+
+/// getrlimit's resource argument: a distinct type on glibc, a c_int elsewhere.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+type RlimitResource = libc::c_int;
 
 /// Gives back to the OS the stack pages a reader's handshake touched below the frames still
 /// in use. A reader then waits in `read` for hours with a shallow stack; without this, the
