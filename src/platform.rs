@@ -4,6 +4,7 @@
 //! Each one says what it does where the OS has no such thing: Linux gets all of them; other
 //! Unix systems (macOS, the BSDs) get the write path and the limits, but keep their stacks and
 //! their allocator's free memory; elsewhere the server refuses to start (`check_supported`).
+//! The limits include what bounds one node's connections (`process_limits`, for `ceiling`).
 
 #![allow(unsafe_code)]
 
@@ -124,6 +125,10 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) {
     let _ = (listener, backlog);
 }
 
+/// OPEN_MAX in macOS's <sys/syslimits.h>: the highest soft open-file limit setrlimit takes.
+#[cfg(target_vendor = "apple")]
+const APPLE_OPEN_MAX: libc::rlim_t = 10_240;
+
 /// Raises the soft open-file limit to the hard one, and returns the limit now in force
 /// (`None` where there is no such limit, or it cannot be read).
 pub(crate) fn raise_open_file_limit() -> Option<u64> {
@@ -139,7 +144,14 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
                 return None;
             }
             if limit.rlim_cur < limit.rlim_max {
+                let soft = limit.rlim_cur;
                 limit.rlim_cur = limit.rlim_max;
+                // macOS refuses a soft limit above OPEN_MAX when the hard one is "unlimited".
+                #[cfg(target_vendor = "apple")]
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    limit.rlim_cur = limit.rlim_max.min(APPLE_OPEN_MAX).max(soft);
+                }
+                let _ = soft;
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                     libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
                 }
