@@ -51,6 +51,7 @@ mod outbox;
 mod reader;
 
 // What they build on.
+mod ceiling;
 pub mod config;
 mod history_file;
 mod history_writer;
