@@ -51,6 +51,7 @@ mod reader;
 pub mod config;
 mod history_file;
 mod http;
+mod metrics;
 mod platform;
 mod socketio;
 mod wire;

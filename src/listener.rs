@@ -22,6 +22,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
 use crate::history_file::{self, HistoryFile};
+use crate::metrics;
 use crate::{http, platform, reader};
 
 /// Stack for each reader thread. Only touched pages cost memory, but the whole reservation
@@ -126,6 +127,8 @@ pub struct Server {
     registry: Arc<Registry>,
     rooms: Rooms,
     history_file: Option<HistoryFile>,
+    /// The broadcaster's heartbeat and figures, read by readers for `/healthz` and `/metrics`.
+    metrics: Arc<metrics::Shared>,
 }
 
 impl Server {
@@ -180,6 +183,7 @@ impl Server {
             registry: Arc::default(),
             rooms,
             history_file,
+            metrics: Arc::default(),
         })
     }
 
@@ -226,7 +230,12 @@ impl Server {
         check_open_file_limit(self.config.max_clients);
         let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
-        let broadcaster = Broadcaster::new(self.config.clone(), chat, self.history_file.take());
+        let broadcaster = Broadcaster::new(
+            self.config.clone(),
+            chat,
+            self.history_file.take(),
+            self.metrics.clone(),
+        );
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -297,12 +306,13 @@ impl Server {
         };
         let config = self.config.clone();
         let events = events.clone();
+        let metrics = self.metrics.clone();
         let spawned = thread::Builder::new()
             .name(format!("client-{id}"))
             .stack_size(CLIENT_STACK_BYTES)
             .spawn(move || {
                 let _deregister = deregister;
-                reader::run(id, stream, peer, &config, &events);
+                reader::run(id, stream, peer, &config, &events, &metrics);
             });
         if let Err(e) = spawned {
             // The closure (and its Deregister) was dropped with the error.

@@ -1,5 +1,5 @@
-//! Opening a connection: the request head, then the page, a refusal, or the WebSocket
-//! handshake and the route it takes.
+//! Opening a connection: the request head, then the page, `/metrics` or `/healthz`, a
+//! refusal, or the WebSocket handshake and the route it takes.
 //!
 //! Runs on the connection's own reader thread, before anything is joined: this is the only
 //! code that writes to a client socket outside the broadcaster (a page, an error status, the
@@ -18,9 +18,10 @@ use tungstenite::HandshakeError;
 
 use super::read_retrying;
 use super::socketio::new_sid;
-use crate::config::Config;
+use crate::config::{Config, MetricsAccess};
 use crate::event::ConnId;
-use crate::http::{self, HeadError};
+use crate::http::{self, HeadError, RequestHead};
+use crate::metrics::{exposition, Shared};
 use crate::socketio::{self, Session};
 use crate::www;
 
@@ -74,6 +75,7 @@ pub(super) fn open(
     stream: &TcpStream,
     peer: SocketAddr,
     config: &Config,
+    metrics: &Shared,
 ) -> Option<Route> {
     let deadline = Instant::now() + config.handshake_timeout;
     let _ = stream.set_write_timeout(Some(config.handshake_timeout));
@@ -91,6 +93,12 @@ pub(super) fn open(
             return None;
         }
     };
+    if !head.wants_websocket {
+        if let Some(status) = operations(stream, peer, &head, config, metrics) {
+            info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
+            return None;
+        }
+    }
     if !head.wants_websocket && socketio::is_socketio_path(head.path()) {
         // A polling request (a client created without transports: ['websocket']), or a page
         // asking for the client library: say what to do instead.
@@ -118,6 +126,50 @@ pub(super) fn open(
         return None;
     }
     handshake(id, peer, stream, &head.bytes, config)
+}
+
+/// Answers `GET /healthz` and `GET /metrics`; `None` for any other path (and for
+/// `/metrics` with `--metrics off`, which then gets the page's 404).
+///
+/// Both are answered here, on the reader's thread, from what the broadcaster published: a
+/// stuck broadcaster cannot hold them up, and `/healthz` can say that it is stuck.
+fn operations(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    head: &RequestHead,
+    config: &Config,
+    metrics: &Shared,
+) -> Option<u16> {
+    let path = head.path();
+    if path != "/healthz" && (path != "/metrics" || config.metrics == MetricsAccess::Off) {
+        return None;
+    }
+    if head.method != "GET" && head.method != "HEAD" {
+        let _ = http::write_error(stream, 405, "only GET and HEAD are served here");
+        return Some(405);
+    }
+    let (status, content_type, body) = if path == "/healthz" {
+        let health = metrics.health(config.stuck_round_after);
+        let body = format!("{}\n", health.reason);
+        (health.status, "text/plain; charset=utf-8", body)
+    } else if config.metrics == MetricsAccess::Loopback && !peer.ip().to_canonical().is_loopback() {
+        let why = "403 Forbidden: metrics are served to this machine only (--metrics loopback)\n";
+        (403, "text/plain; charset=utf-8", why.to_string())
+    } else {
+        let text = exposition::render(&metrics.snapshot());
+        (200, exposition::CONTENT_TYPE, text)
+    };
+    let send_body = head.method != "HEAD";
+    let no_cache = "Cache-Control: no-store\r\n";
+    let _ = http::write_response(
+        stream,
+        status,
+        content_type,
+        no_cache,
+        body.as_bytes(),
+        send_body,
+    );
+    Some(status)
 }
 
 /// Runs tungstenite's handshake; on success returns where the connection goes. Failures get
