@@ -6,7 +6,7 @@
 //! 101 response), and it is done before the broadcaster ever sees the socket.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Instant;
 
 use log::{debug, info};
@@ -152,9 +152,9 @@ fn operations(
         let health = metrics.health(config.stuck_round_after);
         let body = format!("{}\n", health.reason);
         (health.status, "text/plain; charset=utf-8", body)
-    } else if config.metrics == MetricsAccess::Loopback && !peer.ip().to_canonical().is_loopback() {
-        let why = "403 Forbidden: metrics are served to this machine only (--metrics loopback)\n";
-        (403, "text/plain; charset=utf-8", why.to_string())
+    } else if !metrics_allowed(config.metrics, peer.ip()) {
+        let why = "403 Forbidden: metrics are served to this machine only (--metrics loopback)";
+        (403, "text/plain; charset=utf-8", format!("{why}\n"))
     } else {
         let text = exposition::render(&metrics.snapshot());
         (200, exposition::CONTENT_TYPE, text)
@@ -170,6 +170,16 @@ fn operations(
         send_body,
     );
     Some(status)
+}
+
+/// Whether a peer may read `/metrics`. Loopback includes IPv4-mapped 127.0.0.1, the address a
+/// local IPv4 client has on a server bound to `::`.
+fn metrics_allowed(access: MetricsAccess, peer: IpAddr) -> bool {
+    match access {
+        MetricsAccess::On => true,
+        MetricsAccess::Loopback => peer.to_canonical().is_loopback(),
+        MetricsAccess::Off => false,
+    }
 }
 
 /// Runs tungstenite's handshake; on success returns where the connection goes. Failures get
@@ -292,4 +302,22 @@ fn refuse(status: StatusCode, message: String) -> ErrorResponse {
         .header("Connection", "close")
         .body(Some(body))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_on_loopback_only_refuse_other_peers() {
+        let allowed = |ip: &str| metrics_allowed(MetricsAccess::Loopback, ip.parse().unwrap());
+        assert!(allowed("127.0.0.1") && allowed("::1") && allowed("::ffff:127.0.0.1"));
+        assert!(!allowed("192.168.1.23") && !allowed("fe80::1") && !allowed("::ffff:10.0.0.2"));
+        let anyone = "192.168.1.23".parse().unwrap();
+        assert!(metrics_allowed(MetricsAccess::On, anyone));
+        assert!(!metrics_allowed(
+            MetricsAccess::Off,
+            "127.0.0.1".parse().unwrap()
+        ));
+    }
 }
