@@ -15,8 +15,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PEER_ORDER = ["wschat", "wschat-baseline", "go-hub", "tokio-tungstenite", "node-ws",
-              "nodejs-websocket"]
+PEER_ORDER = ["wschat", "wschat-baseline", "wschat-metrics", "wschat-nometrics", "go-hub",
+              "tokio-tungstenite", "node-ws", "nodejs-websocket"]
+# Variants of wschat for before/after measurements: in the ratios only when they were run.
+WSCHAT_VARIANTS = {"wschat-baseline", "wschat-metrics", "wschat-nometrics"}
 P99_LIMIT_US = 100_000
 
 
@@ -235,8 +237,8 @@ def ratio(a, b):
 
 
 def ratios(s1, s2, best, per_conn):
-    # wschat-baseline (wschat at an older commit) only when it was run: it is not a default peer.
-    peers = [p for p in PEER_ORDER if p != "wschat" and (p != "wschat-baseline" or p in s1)]
+    # wschat's variants (an older commit, metrics scraped or off) only when they were run.
+    peers = [p for p in PEER_ORDER if p != "wschat" and (p not in WSCHAT_VARIANTS or p in s1)]
     header = ["wschat ÷ peer", "scenario 1 CPU µs/delivery (lower is better)",
               "scenario 2 p99 (lower is better)", "saturation deliveries/s (higher is better)",
               "KiB per idle connection at 5,000 (lower is better)"]

@@ -17,9 +17,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEERS_DIR="$ROOT/bench/peers"
 ALL_PEERS="wschat,go-hub,tokio-tungstenite,node-ws,nodejs-websocket"
-# Accepted by --peers but never run by default: wschat at the older commit BASELINE_REV, for
-# before/after measurements of a change (bench/peers/README.md).
-EXTRA_PEERS="wschat-baseline"
+# Accepted by --peers but never run by default (bench/peers/README.md): wschat at the older
+# commit BASELINE_REV, for before/after measurements of a change; wschat with /metrics scraped
+# every second, and with --metrics off, for the cost of the metrics.
+EXTRA_PEERS="wschat-baseline,wschat-metrics,wschat-nometrics"
 SCENARIOS="gen,1,2,3,4,5,6,7,8"
 STORM_CLIENTS=5000
 PEERS="$ALL_PEERS"

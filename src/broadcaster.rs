@@ -7,10 +7,12 @@
 //! event already queued (a *round*, within the limits below), then write to every client
 //! with something to send, one non-blocking `send` each. It never reads a socket and never
 //! blocks on one, so no client can stall the others. It talks to the readers only through
-//! the event channel.
+//! the event channel. It counts what `/metrics` shows in plain fields and publishes them a
+//! few times a second, and marks each round's start and end for `/healthz` (`metrics`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -18,8 +20,10 @@ use log::{info, warn};
 
 use crate::chat::{Chat, Deliver, Member};
 use crate::config::Config;
+use crate::config::MetricsAccess;
 use crate::event::{ConnId, Endpoint, Event, Join, Slot};
 use crate::history_writer::HistoryQueue;
+use crate::metrics::{self, Shared, Snapshot};
 use crate::outbox::{Dead, Outbox, KEEP_CAPACITY_BYTES};
 use crate::wire::{close_code, ChatEvent};
 
@@ -38,6 +42,10 @@ const MAX_ROUND_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 const SENDS_PER_INTAKE: usize = 16;
 /// How often outgoing buffers are fitted to what they held since the last look.
 const BUFFER_FIT_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the figures for `/metrics` are published while there is something new.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(metrics::PUBLISH_INTERVAL_MS);
+/// The test hook `stall_on_message` stalls the broadcaster for this many `stuck_round_after`.
+const STALL_ROUNDS: u32 = 4;
 
 // A full round plus one frame must fit in what a buffer keeps between rounds.
 const _: () = assert!(KEEP_CAPACITY_BYTES >= 4 * MAX_ROUND_BYTES);
@@ -62,11 +70,29 @@ pub(crate) struct Broadcaster {
     unannounced_leaves: VecDeque<Member>,
     /// Set by `Event::Shutdown`: when the loop stops waiting for clients to leave.
     shutdown_deadline: Option<Instant>,
+    /// The heartbeat and the published figures, shared with the readers.
+    metrics: Arc<Shared>,
+    /// This thread's own figures (messages, drops reported by readers, round durations); the
+    /// outbox keeps its own, and both are copied out when published.
+    counts: Snapshot,
+    /// When the current round started, if it handles events (for the histogram).
+    round_started: Option<Instant>,
+    /// False with `--metrics off`: nothing is published.
+    publishing: bool,
+    /// Something changed since the last publication.
+    unpublished: bool,
+    next_publish: Instant,
 }
 
 impl Broadcaster {
-    pub(crate) fn new(config: Arc<Config>, chat: Chat, history: Option<HistoryQueue>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        chat: Chat,
+        history: Option<HistoryQueue>,
+        metrics: Arc<Shared>,
+    ) -> Self {
         Broadcaster {
+            publishing: config.metrics != MetricsAccess::Off,
             next_ping: Instant::now() + config.ping_interval,
             outbox: Outbox::new(&config),
             config,
@@ -77,6 +103,11 @@ impl Broadcaster {
             next_buffer_fit: None,
             unannounced_leaves: VecDeque::new(),
             shutdown_deadline: None,
+            metrics,
+            counts: Snapshot::default(),
+            round_started: None,
+            unpublished: false,
+            next_publish: Instant::now(),
         }
     }
 
@@ -84,6 +115,7 @@ impl Broadcaster {
     pub(crate) fn run(mut self, events: Receiver<Event>) {
         loop {
             let now = Instant::now();
+            self.end_round(now);
             if self
                 .shutdown_deadline
                 .is_some_and(|deadline| now >= deadline)
@@ -92,9 +124,12 @@ impl Broadcaster {
             }
             // A round starts with an event, or at once while dropped clients' leaves wait.
             if self.unannounced_leaves.is_empty() {
-                match events.recv_deadline(self.wake_at(now)) {
+                let received = events.recv_deadline(self.wake_at(now));
+                let woke = Instant::now();
+                self.metrics.round_started(woke);
+                match received {
                     Ok(event) => {
-                        self.start_round();
+                        self.start_round(woke);
                         self.handle(event);
                         self.take_queued(&events);
                     }
@@ -103,7 +138,8 @@ impl Broadcaster {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                self.start_round();
+                self.metrics.round_started(now);
+                self.start_round(now);
                 self.take_queued(&events);
             }
             let now = Instant::now();
@@ -118,6 +154,28 @@ impl Broadcaster {
             self.remove(slot, "server stopped");
         }
         // Dropping `self` drops the history queue: the writer syncs what it has and ends.
+        self.metrics.stopped();
+    }
+
+    /// Ends the round that ran since the last wake-up (if any): its duration goes into the
+    /// histogram, the heartbeat says idle, and the figures are published when due.
+    fn end_round(&mut self, now: Instant) {
+        if let Some(started) = self.round_started.take() {
+            self.counts
+                .rounds
+                .observe(now.saturating_duration_since(started));
+        }
+        self.metrics.round_ended();
+        if self.unpublished && now >= self.next_publish {
+            self.counts.outbox = self.outbox.counts;
+            self.counts.rooms = self.chat.rooms().len() as u64;
+            if self.metrics.try_publish(&self.counts) {
+                self.unpublished = false;
+                self.next_publish = now + PUBLISH_INTERVAL;
+            } else {
+                self.next_publish = now + BACKLOG_RETRY; // a reader is copying them
+            }
+        }
     }
 
     /// When to stop waiting for an event: the next ping, backlog retry, buffer fitting or
@@ -128,7 +186,8 @@ impl Broadcaster {
         } else {
             self.next_ping
         };
-        for at in [self.next_buffer_fit, self.shutdown_deadline]
+        let publish = self.unpublished.then_some(self.next_publish);
+        for at in [self.next_buffer_fit, self.shutdown_deadline, publish]
             .into_iter()
             .flatten()
         {
@@ -137,7 +196,9 @@ impl Broadcaster {
         wake
     }
 
-    fn start_round(&mut self) {
+    fn start_round(&mut self, now: Instant) {
+        self.round_started = Some(now);
+        self.unpublished = self.publishing;
         self.outbox.usage = Default::default();
         self.round_events = 0;
         self.now_ms = unix_ms();
@@ -185,6 +246,11 @@ impl Broadcaster {
                 info!("#{id} left the chat (Socket.IO DISCONNECT)");
             }
             Event::Text { text, .. } => {
+                self.counts.messages += 1;
+                if self.config.stall_on_message.as_deref() == Some(&*text) {
+                    warn!("test hook: stall_on_message, the broadcaster sleeps");
+                    thread::sleep(self.config.stuck_round_after * STALL_ROUNDS);
+                }
                 let said = self.chat.text(slot, &text, self.now_ms, &mut self.outbox);
                 if let (Some(said), Some(history)) = (said, self.history.as_mut()) {
                     history.push(said.room, said.entry);
@@ -200,7 +266,12 @@ impl Broadcaster {
                 };
                 self.outbox.send(slot, &notice, self.now_ms);
             }
-            Event::Leave { reason, .. } => {
+            Event::Leave {
+                reason, dropped, ..
+            } => {
+                if let Some(why) = dropped {
+                    self.counts.drops[why as usize] += 1;
+                }
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }

@@ -45,6 +45,43 @@ pub const DEFAULT_HISTORY_LINES: usize = 50;
 pub const DEFAULT_HISTORY_SYNC_INTERVAL_MS: u64 = 1000;
 /// Rooms that may exist at once (a room with members, or with remembered lines).
 pub const DEFAULT_MAX_ROOMS: usize = 1000;
+/// A broadcaster round unfinished for this long makes `/healthz` answer 503: a round takes
+/// milliseconds even with thousands of clients, so seconds mean it is stuck.
+pub const DEFAULT_STUCK_ROUND_AFTER_SECS: u64 = 5;
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the port: the figures are counts, no names, rooms or addresses.
+    #[default]
+    On,
+    /// Only peers on 127.0.0.1 or ::1 (a Prometheus on the same machine); others get 403.
+    Loopback,
+    /// No `/metrics` (404), and the broadcaster publishes no snapshot.
+    Off,
+}
+
+impl std::str::FromStr for MetricsAccess {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(MetricsAccess::On),
+            "loopback" => Ok(MetricsAccess::Loopback),
+            "off" => Ok(MetricsAccess::Off),
+            _ => Err(format!("{s:?}: use on, loopback or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MetricsAccess::On => "on",
+            MetricsAccess::Loopback => "loopback",
+            MetricsAccess::Off => "off",
+        })
+    }
+}
 
 /// Everything a [`Server`](crate::Server) needs to know. Start from [`Config::default`] and
 /// change what you need:
@@ -102,10 +139,18 @@ pub struct Config {
     pub history_sync_interval: Duration,
     /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
     pub max_rooms: usize,
+    /// Who may read `GET /metrics` (the Prometheus text format); `/healthz` is always served.
+    pub metrics: MetricsAccess,
+    /// `/healthz` answers 503 when a broadcaster round has been running this long.
+    pub stuck_round_after: Duration,
     /// Fault injection for tests: a chat line equal to this makes its reader thread panic, to
     /// check that a panic ends only that connection (with its leave announced).
     #[doc(hidden)]
     pub panic_on_message: Option<String>,
+    /// Fault injection for tests: a chat line equal to this makes the broadcaster sleep for
+    /// four times `stuck_round_after` in the middle of its round, so `/healthz` sees it stuck.
+    #[doc(hidden)]
+    pub stall_on_message: Option<String>,
 }
 
 impl Default for Config {
@@ -132,7 +177,10 @@ impl Default for Config {
             history_file: None,
             history_sync_interval: Duration::from_millis(DEFAULT_HISTORY_SYNC_INTERVAL_MS),
             max_rooms: DEFAULT_MAX_ROOMS,
+            metrics: MetricsAccess::On,
+            stuck_round_after: Duration::from_secs(DEFAULT_STUCK_ROUND_AFTER_SECS),
             panic_on_message: None,
+            stall_on_message: None,
         }
     }
 }
@@ -164,6 +212,7 @@ impl Config {
             ("handshake-timeout", self.handshake_timeout),
             ("ping-interval", self.ping_interval),
             ("backlog-timeout", self.backlog_timeout),
+            ("stuck-round-after", self.stuck_round_after),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be more than 0 seconds"));

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use tungstenite::Utf8Bytes;
 
+pub(crate) use crate::metrics::DropReason;
+
 /// Identifies one accepted connection for its whole life; never reused.
 pub(crate) type ConnId = u64;
 
@@ -47,7 +49,12 @@ pub(crate) enum Event {
         text: String,
     },
     /// The reader has finished: the connection is over. Always a reader's last event.
-    Leave { id: ConnId, reason: String },
+    /// `dropped` says why, when the reader ended it for the client's fault (for the metrics).
+    Leave {
+        id: ConnId,
+        reason: String,
+        dropped: Option<DropReason>,
+    },
     /// Close every client with 1001, give them the grace period, then stop.
     Shutdown,
 }

@@ -56,6 +56,7 @@ pub mod config;
 mod history_file;
 mod history_writer;
 mod http;
+mod metrics;
 mod platform;
 mod socketio;
 mod wire;

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
 use crate::history_file::{self, HistoryFile};
 use crate::history_writer;
+use crate::metrics;
 use crate::{ceiling, http, platform, reader};
 
 /// Stack for each reader thread. Only touched pages cost memory, but the whole reservation
@@ -130,6 +131,8 @@ pub struct Server {
     registry: Arc<Registry>,
     rooms: Rooms,
     history_file: Option<HistoryFile>,
+    /// The broadcaster's heartbeat and figures, read by readers for `/healthz` and `/metrics`.
+    metrics: Arc<metrics::Shared>,
     /// Tests: how many of the next reader threads get a stack no OS can map, so that std's
     /// `Builder::spawn` really fails for them.
     #[cfg(test)]
@@ -189,6 +192,7 @@ impl Server {
             registry: Arc::default(),
             rooms,
             history_file,
+            metrics: Arc::default(),
             #[cfg(test)]
             failing_spawns: Arc::default(),
         })
@@ -245,7 +249,12 @@ impl Server {
             None => (None, None),
         };
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
-        let broadcaster = Broadcaster::new(self.config.clone(), chat, history);
+        let broadcaster = Broadcaster::new(
+            self.config.clone(),
+            chat,
+            history,
+            self.metrics.clone(),
+        );
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -321,6 +330,7 @@ impl Server {
         };
         let config = self.config.clone();
         let events = events.clone();
+        let metrics = self.metrics.clone();
         let reply_to = stream.clone();
         // Builder::spawn, never thread::spawn: a thread the OS will not start is an error
         // for this connection alone, not a panic.
@@ -329,7 +339,7 @@ impl Server {
             .stack_size(self.reader_stack_bytes())
             .spawn(move || {
                 let _deregister = deregister;
-                reader::run(id, stream, peer, &config, &events);
+                reader::run(id, stream, peer, &config, &events, &metrics);
             });
         if let Err(e) = spawned {
             // The closure (and its Deregister) was dropped with the error.

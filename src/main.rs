@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use wschat::config::{self, Config};
+use wschat::config::{self, Config, MetricsAccess};
 
 /// A small, fast, blocking WebSocket chat server with its own chat page.
 ///
@@ -122,6 +122,11 @@ struct Cli {
     #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS), help_heading = "Timeouts")]
     shutdown_grace: Secs,
 
+    /// GET /metrics (Prometheus text format): on, loopback (127.0.0.1 and ::1 only) or off;
+    /// /healthz is always served
+    #[arg(long, env = "WSCHAT_METRICS", value_name = "on|loopback|off", default_value_t = MetricsAccess::On, help_heading = "Network")]
+    metrics: MetricsAccess,
+
     /// error, warn, info, debug (every frame in and out) or trace [default: info, or RUST_LOG]
     #[arg(
         long,
@@ -198,6 +203,7 @@ impl Cli {
             history_file: self.history_file,
             history_sync_interval: self.history_sync_interval.0,
             max_rooms: self.max_rooms,
+            metrics: self.metrics,
             ..Config::default()
         }
     }

@@ -181,7 +181,6 @@ impl Rooms {
     }
 
     /// How many rooms exist.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }
