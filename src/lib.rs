@@ -52,10 +52,12 @@ pub mod config;
 mod history_file;
 mod http;
 mod platform;
-pub mod share;
 mod socketio;
 mod wire;
 mod www;
+
+// Beside the server: what the binary tells people at start-up.
+pub mod share;
 
 pub use chat::rooms::DEFAULT_ROOM;
 pub use config::Config;
