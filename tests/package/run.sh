@@ -18,8 +18,16 @@ fi
 echo "package: $deb"
 tmp=$(mktemp -d)
 pid=""
+installed=no
+made_private=no
 cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+    # A failed install check leaves nothing behind either.
+    if [ "$installed" = yes ]; then
+        dpkg -P wschat >/dev/null 2>&1 || true
+        rm -rf /var/lib/wschat /var/lib/private/wschat
+    fi
+    if [ "$made_private" = yes ]; then rmdir /var/lib/private 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -69,7 +77,9 @@ fi
 state=/var/lib/private/wschat
 systemd_up=no
 [ -d /run/systemd/system ] && systemd_up=yes
-dpkg -i "$deb" >/dev/null
+[ -d /var/lib/private ] || made_private=yes
+installed=yes
+dpkg -i "$deb" >/dev/null 2>&1 || fail "dpkg -i failed"
 [ -x /usr/bin/wschat ] || fail "install: no /usr/bin/wschat"
 [ -L /etc/systemd/system/multi-user.target.wants/wschat.service ] \
     || fail "install: the service is not enabled"
@@ -88,6 +98,7 @@ fi
 [ -f "$state/history.jsonl" ] || fail "remove: the history is gone (only purge may delete it)"
 [ -f /etc/default/wschat ] || fail "remove: /etc/default/wschat is gone (a conffile stays)"
 dpkg -P wschat >/dev/null
+installed=no
 [ ! -e "$state" ] && [ ! -e /var/lib/wschat ] || fail "purge: the history is still there"
 [ ! -e /etc/default/wschat ] || fail "purge: /etc/default/wschat is still there"
 [ ! -e /etc/systemd/system/multi-user.target.wants/wschat.service ] \
