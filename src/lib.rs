@@ -62,6 +62,9 @@ mod socketio;
 mod wire;
 mod www;
 
+// Beside the server: what the binary tells people at start-up.
+pub mod share;
+
 pub use chat::rooms::DEFAULT_ROOM;
 pub use config::Config;
 pub use listener::{RunningServer, Server, StopHandle};

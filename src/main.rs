@@ -135,6 +135,11 @@ struct Cli {
         help_heading = "Logging"
     )]
     log_level: Option<LevelFilter>,
+
+    /// Also print a QR code of the first address other machines can open, for phones in a
+    /// classroom
+    #[arg(long, env = "WSCHAT_QR", help_heading = "Logging")]
+    qr: bool,
 }
 
 fn main() -> ExitCode {
@@ -143,13 +148,9 @@ fn main() -> ExitCode {
         .log_level
         .or_else(|| std::env::var("RUST_LOG").ok()?.parse().ok())
         .unwrap_or(LevelFilter::Info);
-    simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init()
-        .expect("logger set once");
+    init_logging(level);
 
-    let (bind, port) = (cli.bind, cli.port);
+    let (bind, port, qr) = (cli.bind, cli.port, cli.qr);
     let config = cli.into_config();
     if let Some(dir) = &config.www_dir {
         if !dir.is_dir() {
@@ -168,7 +169,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    log_urls(server.local_addr());
+    log_urls(server.local_addr(), qr);
     stop_on_signals(server.stop_handle());
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,17 +210,88 @@ impl Cli {
     }
 }
 
-/// Where to point a browser.
-fn log_urls(addr: SocketAddr) {
+/// Where to point a browser: here, and from other machines (every interface's address when
+/// bound to all of them), with `--qr` a QR code of the first on stdout.
+fn log_urls(addr: SocketAddr, qr: bool) {
     let port = addr.port();
+    let mut first = None;
     if addr.ip().is_unspecified() {
-        log::info!("open http://localhost:{port}/ (or http://<this machine's address>:{port}/)");
+        log::info!("open http://localhost:{port}/ on this machine");
+        match wschat::share::urls(addr) {
+            Ok(urls) if urls.is_empty() => {
+                log::warn!("no network interface has an address other machines can reach")
+            }
+            Ok(urls) => {
+                for u in &urls {
+                    log::info!("open {} from another machine ({})", u.url, u.interface);
+                }
+                first = urls.into_iter().next().map(|u| u.url);
+            }
+            Err(e) => log::warn!("cannot list the network interfaces: {e}"),
+        }
     } else {
         log::info!("open http://{addr}/");
+        first = (!addr.ip().is_loopback()).then(|| format!("http://{addr}/"));
     }
     log::info!(
         "WebSocket endpoints: ws://…:{port}/ (chat), /echo, /scream, /socket.io/ (socket.io clients)"
     );
+    if qr {
+        match first {
+            Some(url) => println!("{url}\n{}", wschat::share::qr_code(&url)),
+            None => log::warn!("--qr: no address another machine can open (bound to {addr})"),
+        }
+    }
+}
+
+/// Under systemd (`JOURNAL_STREAM` is set when stderr is the journal) each line starts with
+/// its syslog priority instead of a timestamp: journald stamps lines itself, and the priority
+/// makes `journalctl` show warnings and errors in colour and filter them (`-p warning`).
+/// Elsewhere, simple_logger's lines with UTC timestamps.
+fn init_logging(level: LevelFilter) {
+    if std::env::var_os("JOURNAL_STREAM").is_none() {
+        simple_logger::SimpleLogger::new()
+            .with_level(level)
+            .with_utc_timestamps()
+            .init()
+            .expect("logger set once");
+        return;
+    }
+    log::set_boxed_logger(Box::new(JournalLogger { level })).expect("logger set once");
+    log::set_max_level(level);
+}
+
+/// The log for journald: `<4>WARN  [wschat::broadcaster] …`, one write per line.
+struct JournalLogger {
+    level: LevelFilter,
+}
+
+impl log::Log for JournalLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        // sd-daemon(3)'s prefixes: <3> err, <4> warning, <6> info, <7> debug.
+        let priority = match record.level() {
+            log::Level::Error => 3,
+            log::Level::Warn => 4,
+            log::Level::Info => 6,
+            log::Level::Debug | log::Level::Trace => 7,
+        };
+        let line = format!(
+            "<{priority}>{:<5} [{}] {}\n",
+            record.level(),
+            record.target(),
+            record.args()
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }
+
+    fn flush(&self) {}
 }
 
 /// SIGINT and SIGTERM start a graceful shutdown; a second one exits at once.
