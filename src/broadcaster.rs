@@ -189,6 +189,9 @@ impl Broadcaster {
                     file.append(said.room, said.entry);
                 }
             }
+            Event::Relay { event, args, .. } => {
+                (self.chat).relay(slot, &event, &args, self.now_ms, &mut self.outbox)
+            }
             Event::Send { bytes, .. } => self.outbox.queue(slot, &bytes),
             Event::Close { bytes, .. } => self.close(slot, &bytes),
             Event::Notice { code, text, .. } => {
@@ -379,6 +382,7 @@ fn event_id(event: &Event) -> Option<ConnId> {
         Event::Enter { id, .. }
         | Event::Part { id }
         | Event::Text { id, .. }
+        | Event::Relay { id, .. }
         | Event::Send { id, .. }
         | Event::Close { id, .. }
         | Event::Notice { id, .. }
