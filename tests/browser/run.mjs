@@ -106,7 +106,7 @@ const HISTORY_FILE = path.join(mkdtempSync(path.join(os.tmpdir(), 'wschat-histor
 
 function startWschat(port) {
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--rate-limit', '0'];
-  if (FROM_DISK) args.push('--www', path.join(REPO, 'www'));
+  if (FROM_DISK) args.push('--www', path.join(REPO, 'www'), '--www-strict-csp'); // the built-in page's headers
   if (execFileSync(SERVER, ['--help'], { encoding: 'utf8' }).includes('--history-file')) {
     args.push('--history-file', HISTORY_FILE);
   }
