@@ -30,8 +30,9 @@ pub fn html_escape_into(out: &mut String, text: &str) {
     out.push_str(&text[last..]);
 }
 
-/// What happened, as the chat tells it. Each value becomes one JSON object in one text frame;
-/// see docs/PROTOCOL.md for every event with an example.
+/// What happened, as the chat tells it. Each value becomes one text frame: a JSON object (a
+/// custom event: its Socket.IO arguments); see docs/PROTOCOL.md for every event with an
+/// example.
 #[derive(Debug, Clone, Copy)]
 pub enum ChatEvent<'a> {
     /// To a newcomer alone, as its own join line: its final name, its room, who is there.
