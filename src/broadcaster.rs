@@ -256,6 +256,9 @@ impl Broadcaster {
                     history.push(said.room, said.entry);
                 }
             }
+            Event::Relay { event, args, .. } => {
+                (self.chat).relay(slot, &event, &args, self.now_ms, &mut self.outbox)
+            }
             Event::Send { bytes, .. } => self.outbox.queue(slot, &bytes),
             Event::Close { bytes, .. } => self.close(slot, &bytes),
             Event::Notice { code, text, .. } => {
@@ -438,6 +441,7 @@ fn event_id(event: &Event) -> Option<ConnId> {
         Event::Enter { id, .. }
         | Event::Part { id }
         | Event::Text { id, .. }
+        | Event::Relay { id, .. }
         | Event::Send { id, .. }
         | Event::Close { id, .. }
         | Event::Notice { id, .. }

@@ -102,6 +102,10 @@ pub struct Config {
     pub port: u16,
     /// Serve the page from this directory instead of the copy built into the binary.
     pub www_dir: Option<PathBuf>,
+    /// Send the built-in page's strict Content-Security-Policy (no inline scripts, nothing
+    /// from other hosts) with the HTML files of `www_dir` too. Off, they get none, as from any
+    /// static server, so an ordinary page's inline script and CDN scripts run.
+    pub www_strict_csp: bool,
     /// Connections held at once; the next one gets HTTP 503.
     pub max_clients: usize,
     /// Largest chat message, in bytes; larger closes the connection with 1009.
@@ -143,6 +147,9 @@ pub struct Config {
     pub metrics: MetricsAccess,
     /// `/healthz` answers 503 when a broadcaster round has been running this long.
     pub stuck_round_after: Duration,
+    /// Relay socket.io events other than `message` (`emit('typing', true)`) to the others in
+    /// the sender's room, with who sent them. Off, the sender gets a notice instead.
+    pub relay_custom_events: bool,
     /// Fault injection for tests: a chat line equal to this makes its reader thread panic, to
     /// check that a panic ends only that connection (with its leave announced).
     #[doc(hidden)]
@@ -159,6 +166,7 @@ impl Default for Config {
             bind: DEFAULT_BIND,
             port: DEFAULT_PORT,
             www_dir: None,
+            www_strict_csp: false,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             echo_max_message_bytes: DEFAULT_ECHO_MAX_MESSAGE_BYTES,
@@ -179,6 +187,7 @@ impl Default for Config {
             max_rooms: DEFAULT_MAX_ROOMS,
             metrics: MetricsAccess::On,
             stuck_round_after: Duration::from_secs(DEFAULT_STUCK_ROUND_AFTER_SECS),
+            relay_custom_events: true,
             panic_on_message: None,
             stall_on_message: None,
         }

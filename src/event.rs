@@ -38,6 +38,13 @@ pub(crate) enum Event {
     Part { id: ConnId },
     /// A chat line from a chat client, past the rate limit (not copied: tungstenite's bytes).
     Text { id: ConnId, text: Utf8Bytes },
+    /// A socket.io client's own event (`emit('typing', true)`), past the rate limit: for the
+    /// others in its room. `args` is the arguments' JSON without the array's brackets.
+    Relay {
+        id: ConnId,
+        event: String,
+        args: String,
+    },
     /// Complete frames for this client alone (echo replies, Pong, socket.io replies).
     Send { id: ConnId, bytes: Vec<u8> },
     /// A Close frame for this client: the last bytes it gets, then its write side is shut.

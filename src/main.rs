@@ -46,6 +46,16 @@ struct Cli {
     #[arg(long, env = "WSCHAT_WWW", value_name = "DIR", help_heading = "Chat")]
     www: Option<PathBuf>,
 
+    /// Send the built-in page's strict Content-Security-Policy with --www pages too (no inline
+    /// scripts, nothing from other hosts); without it they get none, as from any static server
+    #[arg(long, env = "WSCHAT_WWW_STRICT_CSP", help_heading = "Chat")]
+    www_strict_csp: bool,
+
+    /// Do not relay socket.io events other than `message` (emit('typing', …)) to the sender's
+    /// room; the sender gets a `custom-events-off` notice instead
+    #[arg(long, env = "WSCHAT_NO_CUSTOM_EVENTS", help_heading = "Chat")]
+    no_custom_events: bool,
+
     /// Chat lines each room replays to newcomers; 0 turns history off
     #[arg(long, env = "WSCHAT_HISTORY", value_name = "N", default_value_t = config::DEFAULT_HISTORY_LINES, help_heading = "Chat")]
     history: usize,
@@ -157,6 +167,13 @@ fn main() -> ExitCode {
             eprintln!("wschat: --www {}: not a directory", dir.display());
             return ExitCode::from(2);
         }
+        if !config.www_strict_csp {
+            log::info!(
+                "serving {} with no Content-Security-Policy, as a static server would, so its \
+                 inline and CDN scripts run (--www-strict-csp sends the built-in page's)",
+                dir.display()
+            );
+        }
     }
     let server = match wschat::Server::bind(config) {
         Ok(server) => server,
@@ -186,6 +203,8 @@ impl Cli {
             bind: self.bind,
             port: self.port,
             www_dir: self.www,
+            www_strict_csp: self.www_strict_csp,
+            relay_custom_events: !self.no_custom_events,
             max_clients: self.max_clients,
             max_message_bytes: self.max_message_bytes,
             echo_max_message_bytes: self.echo_max_message_bytes,

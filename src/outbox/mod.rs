@@ -276,6 +276,9 @@ impl Outbox {
             let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
+            if !event.reaches(c.wire) {
+                continue;
+            }
             let frame = match c.wire {
                 Wire::Classic => &mut self.classic_frame,
                 Wire::SocketIo => &mut self.socketio_frame,
@@ -545,6 +548,32 @@ mod tests {
         let usage = outbox.usage;
         assert_eq!(usage.broadcast_bytes, 2 * classic.len() + sio.len());
         assert_eq!(usage.queued_bytes, 3 * classic.len() + sio.len());
+    }
+
+    #[test]
+    fn a_custom_event_reaches_socketio_clients_only() {
+        let mut outbox = Outbox::new(&Config::default());
+        let (raw, _pr) = join(&mut outbox, 1, chat_endpoint());
+        let socketio = || Endpoint::SocketIo {
+            server_pings: true,
+            greeting: Vec::new(),
+        };
+        let (s1, _p1) = join(&mut outbox, 2, socketio());
+        let (s2, _p2) = join(&mut outbox, 3, socketio());
+        let before = unsent(&outbox, raw);
+        let typing = ChatEvent::Custom {
+            event: "typing",
+            args: "true",
+            from: "a",
+            room: "r",
+        };
+        outbox.broadcast(&[raw, s1, s2], None, &typing, 7);
+        assert_eq!(unsent(&outbox, raw), before, "raw clients have no events");
+        assert_eq!(outbox.encodes, 1);
+        for slot in [s1, s2] {
+            assert!(unsent(&outbox, slot)
+                .ends_with(br#"42["typing",true,{"from":"a","room":"r","time":7}]"#));
+        }
     }
 
     #[test]
