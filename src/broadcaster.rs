@@ -168,7 +168,7 @@ impl Broadcaster {
         self.metrics.round_ended();
         if self.unpublished && now >= self.next_publish {
             self.counts.outbox = self.outbox.counts;
-            self.counts.rooms = self.chat.rooms().len() as u64;
+            self.counts.rooms = self.chat.room_count() as u64;
             if self.metrics.try_publish(&self.counts) {
                 self.unpublished = false;
                 self.next_publish = now + PUBLISH_INTERVAL;

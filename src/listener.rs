@@ -249,12 +249,8 @@ impl Server {
             None => (None, None),
         };
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
-        let broadcaster = Broadcaster::new(
-            self.config.clone(),
-            chat,
-            history,
-            self.metrics.clone(),
-        );
+        let broadcaster =
+            Broadcaster::new(self.config.clone(), chat, history, self.metrics.clone());
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())

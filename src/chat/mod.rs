@@ -71,6 +71,11 @@ impl Chat {
         }
     }
 
+    /// How many rooms exist (for the metrics).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// The chat client in `slot`, if it is in a room.
     pub fn member(&self, slot: Slot) -> Option<&Member> {
         self.members.get(slot)?.as_ref()
