@@ -62,7 +62,7 @@ mod socketio;
 mod wire;
 mod www;
 
-// Beside the server: what the binary tells people at start-up.
+// The address to give people, for the start-up log and the page (`www`).
 pub mod share;
 
 pub use chat::rooms::DEFAULT_ROOM;

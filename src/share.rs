@@ -1,7 +1,8 @@
 //! The address to give people: the URLs at which a server bound to every interface (`0.0.0.0`
 //! or `::`) can be reached from other machines, and a QR code of one for phones. It owns
 //! the interface listing (the `if-addrs` crate) and the QR rendering (the `qrcode` crate);
-//! it touches no socket, and nothing in the server depends on it (`main.rs` logs its URLs).
+//! it touches no socket. `main.rs` logs its URLs at start-up, and `www` puts them in the
+//! page's `config.js` for a visitor on this machine.
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -5,13 +5,16 @@
 //! headers each page gets: the built-in page's strict Content-Security-Policy, and none for
 //! pages from `--www DIR` (unless `--www-strict-csp`). Called by a client reader on a
 //! connection that did not ask for a WebSocket; writes only that connection's HTTP response.
+//! Asks `share` for this machine's addresses when a visitor on the machine itself loads
+//! `config.js`.
 
 use std::fs;
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::http::{self, RequestHead};
+use crate::share;
 
 include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
 
@@ -20,14 +23,31 @@ include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
 /// which says it did not.
 const SERVER_CONFIG_PATH: &str = "config.js";
 
-/// The `config.js` wschat serves: the WebSocket is on the page's own origin, and the page
-/// learns the message size limit so it can refuse a long message before sending it.
-fn server_config_js(max_message_bytes: usize) -> Vec<u8> {
+/// The `config.js` wschat serves: the WebSocket is on the page's own origin, the page
+/// learns the message size limit so it can refuse a long message before sending it, and
+/// the addresses to give others (`shareUrls`, see [`share_urls_for`]).
+fn server_config_js(max_message_bytes: usize, share_urls: &[String]) -> Vec<u8> {
+    let urls = serde_json::to_string(share_urls).expect("strings serialize");
     format!(
         "// Served by wschat: the chat's WebSocket is on this page's own origin.\n\
-         window.WSCHAT_CONFIG = {{ servedByWschat: true, maxMessageBytes: {max_message_bytes} }};\n"
+         window.WSCHAT_CONFIG = {{ servedByWschat: true, maxMessageBytes: {max_message_bytes}, \
+         shareUrls: {urls} }};\n"
     )
     .into_bytes()
+}
+
+/// The URLs other machines can open, for a visitor on this machine itself (a teacher who
+/// opened `localhost`), whose address bar cannot show one; empty for everyone else: they
+/// already have an address that works, and need not learn this machine's others (a VPN, a
+/// container bridge). Listed only when bound to every interface, like the start-up log.
+fn share_urls_for(peer: SocketAddr, local: SocketAddr, bind: IpAddr) -> Vec<String> {
+    if !peer.ip().to_canonical().is_loopback() {
+        return Vec::new();
+    }
+    let listener = SocketAddr::new(bind, local.port());
+    share::urls(listener)
+        .map(|urls| urls.into_iter().map(|u| u.url).collect())
+        .unwrap_or_default()
 }
 
 /// Keeps pages from inline scripts and foreign hosts: defence in depth should markup ever
@@ -73,7 +93,11 @@ pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, config: &Config) -> 
         return 404;
     };
     let body = if rel == SERVER_CONFIG_PATH {
-        Some(server_config_js(config.max_message_bytes))
+        let urls = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(peer), Ok(local)) => share_urls_for(peer, local, config.bind),
+            _ => Vec::new(),
+        };
+        Some(server_config_js(config.max_message_bytes, &urls))
     } else {
         match config.www_dir.as_deref() {
             Some(dir) => read_from_disk(dir, &rel),
@@ -161,6 +185,32 @@ pub(crate) fn content_type(rel: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_visitors_on_this_machine_are_told_its_addresses() {
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let everyone: Vec<String> = share::urls(SocketAddr::new(any, 3000))
+            .unwrap()
+            .into_iter()
+            .map(|u| u.url)
+            .collect();
+        for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+            let peer = peer.parse().unwrap();
+            assert_eq!(share_urls_for(peer, local, any), everyone, "{peer}");
+        }
+        for peer in [
+            "192.0.2.7:5000",
+            "[2001:db8::7]:5000",
+            "[::ffff:192.0.2.7]:5000",
+        ] {
+            let peer = peer.parse().unwrap();
+            assert!(share_urls_for(peer, local, any).is_empty(), "{peer}");
+        }
+        let loopback_only = "127.0.0.1".parse().unwrap();
+        let peer = "127.0.0.1:5000".parse().unwrap();
+        assert!(share_urls_for(peer, local, loopback_only).is_empty());
+    }
 
     #[test]
     fn paths_map_inside_the_directory() {

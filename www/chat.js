@@ -216,6 +216,22 @@ function setRoom(r) {
   roomField.value = r;
   document.title = (r || 'lobby') + ' — wschat';
   updateUrl();
+  showShare();
+}
+
+// Opened on the server's machine (localhost), the page cannot show an address that works
+// for others; wschat lists this machine's in config.js for such a visitor alone (the first
+// is the one `wschat --qr` draws). The link carries the room, so others land in it.
+function showShare() {
+  const urls = (window.WSCHAT_CONFIG && window.WSCHAT_CONFIG.shareUrls) || [];
+  if (!urls.length) return;
+  const url = new URL(urls[0]);
+  if (room) url.searchParams.set('room', room);
+  const link = $('share-url');
+  link.href = url.href;
+  link.textContent = url.href;
+  link.title = urls.length > 1 ? 'Also: ' + urls.slice(1).join(', ') : '';
+  $('share').hidden = false;
 }
 
 // Keeps the address shareable and reload-proof: ?room= always, ?name= if the URL had one.

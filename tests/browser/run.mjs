@@ -524,6 +524,30 @@ async function main() {
       }
     });
 
+    await check('opened on the server\'s own machine, the page shows the address to give others, with its room', async () => {
+      assert(await alice.locator('#share').isHidden(), 'bound to 127.0.0.1: no address to give');
+      const anyPort = await freePort();
+      const anyArgs = ['--bind', '0.0.0.0', '--port', String(anyPort)];
+      if (FROM_DISK) anyArgs.push('--www', path.join(REPO, 'www'));
+      const any = await start('wschat 0.0.0.0', SERVER, anyArgs, anyPort);
+      try {
+        const page = await open(ctx, `http://127.0.0.1:${anyPort}/?name=teacher&room=class`, DESKTOP);
+        const urls = await page.evaluate(() => window.WSCHAT_CONFIG.shareUrls);
+        assert(Array.isArray(urls) && urls.length > 0 && !urls.some((u) => /127\.0\.0\.1|localhost/.test(u)),
+          `config.js lists this machine's other addresses: ${JSON.stringify(urls)}`);
+        const link = page.locator('#share-url');
+        await link.waitFor({ timeout: WAIT_MS });
+        const want = urls[0] + '?room=class';
+        assert(await link.textContent() === want && await link.getAttribute('href') === want,
+          `the link is the first address with the room: ${await link.textContent()}`);
+        await axe(page, 'with the address to give');
+        assert(!page.problems.length, `no errors or CSP violations: ${page.problems.join('; ')}`);
+        await page.close();
+      } finally {
+        await stop(any);
+      }
+    });
+
     for (const p of [alice]) assert(!p.problems.length, `no errors or CSP violations: ${p.problems.join('; ')}`);
     if (bob.problems.length) throw new Error(`no errors or CSP violations: ${bob.problems.join('; ')}`);
 
