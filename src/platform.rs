@@ -23,8 +23,8 @@ pub(crate) fn check_supported() -> Result<(), String> {
         Ok(())
     } else {
         Err(
-            "wschat needs a Unix system (Linux, macOS or a BSD) to run: its broadcaster \
-             writes with send(MSG_DONTWAIT), which Windows lacks; use WSL"
+            "the server needs a Unix system (Linux, macOS or a BSD): its broadcaster \
+             writes with send(MSG_DONTWAIT), which Windows lacks; run it under WSL"
                 .into(),
         )
     }
