@@ -23,8 +23,8 @@ pub(crate) fn check_supported() -> Result<(), String> {
         Ok(())
     } else {
         Err(
-            "wschat needs a Unix system (Linux, macOS or a BSD) to run: its broadcaster \
-             writes with send(MSG_DONTWAIT), which Windows lacks; use WSL"
+            "the server needs a Unix system (Linux, macOS or a BSD): its broadcaster \
+             writes with send(MSG_DONTWAIT), which Windows lacks; run it under WSL"
                 .into(),
         )
     }
@@ -158,7 +158,7 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
             }
         }
         #[allow(clippy::useless_conversion)] // rlim_t is u32 on some 32-bit targets
-        Some(u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX))
+        Some(u64::from(limit.rlim_cur))
     }
     #[cfg(not(unix))]
     None
@@ -244,7 +244,7 @@ fn soft_limit(resource: RlimitResource) -> Option<u64> {
         return None;
     }
     #[allow(clippy::useless_conversion)] // rlim_t is u32 on some 32-bit targets
-    u64::try_from(limit.rlim_cur).ok()
+    Some(u64::from(limit.rlim_cur))
 }
 
 /// getrlimit's resource argument: a distinct type on glibc, a c_int elsewhere.
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn the_release_stops_at_the_page_in_use_for_4_16_and_64_kib_pages() {
         let size = 256 * KIB;
-        let low = 0x7f00_0000_0000 - size; // page-aligned for every size here
+        let low = 0x7f00_0000 - size; // page-aligned for every size here
         let deepest = low + 100 * KIB + 4000;
         for (page, released) in [
             (4 * KIB, 100 * KIB),
@@ -390,7 +390,7 @@ mod tests {
     #[test]
     fn the_release_never_reaches_the_page_in_use() {
         let size = 256 * KIB;
-        let low = 0x7f00_0000_0000 - size;
+        let low = 0x7f00_0000 - size;
         for page in [4 * KIB, 16 * KIB, 64 * KIB] {
             for offset in (0..size).step_by(1000) {
                 let deepest = low + offset;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tutorial's examples on Windows: builds them and tests/examples.rs for
 # x86_64-pc-windows-gnu (Debian's mingw-w64 links them), then runs that test under Debian's
-# Wine: each example .exe is started and talked to over 127.0.0.1, as on Linux.
+# Wine: each example .exe is started and talked to over 127.0.0.1, as on Linux. Then checks
+# that wschat.exe refuses to start with one line.
 # Needs: rustup target x86_64-pc-windows-gnu, x86_64-w64-mingw32-gcc, /usr/lib/wine/wine64
 # (.ci/run installs them). Usage: bash tests/wine/run.sh
 set -euo pipefail
@@ -9,13 +10,14 @@ cd "$(dirname "$0")/../.."
 
 triple=x86_64-pc-windows-gnu
 out=target/$triple/debug
-cargo build --locked --target "$triple" --examples --test examples
+cargo build --locked --target "$triple" --examples --test examples --bin wschat
 
 # Wine 8 has no bcryptprimitives.dll, which every Rust program imports: a stub beside the .exe
 # files (see bcryptprimitives.c).
 x86_64-w64-mingw32-gcc -shared -O2 -s -o "$out/examples/bcryptprimitives.dll" \
     tests/wine/bcryptprimitives.c tests/wine/bcryptprimitives.def -lbcrypt
 cp "$out/examples/bcryptprimitives.dll" "$out/deps/"
+cp "$out/examples/bcryptprimitives.dll" "$out/"
 
 # A prefix of our own, made once (about 40 s) and kept in target/; no window, no log noise.
 export WINEPREFIX="$PWD/target/wine-prefix" WINEDEBUG=-all DISPLAY=
@@ -23,3 +25,15 @@ export WINEPREFIX="$PWD/target/wine-prefix" WINEDEBUG=-all DISPLAY=
 export WSCHAT_EXAMPLES_BUILT=1
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=/usr/lib/wine/wine64
 cargo test --locked --target "$triple" --test examples
+
+# wschat itself refuses to start on Windows, with one line that says why and what to do.
+set +e
+said=$(/usr/lib/wine/wine64 "$out/wschat.exe" --port 0 2>&1 >/dev/null)
+status=$?
+set -e
+echo "wschat.exe (exit status $status): $said"
+if [ "$status" -ne 2 ] || [ "$(printf '%s\n' "$said" | wc -l)" -ne 1 ] \
+    || [[ "$said" != *"run it under WSL"* ]]; then
+    echo "wschat.exe should refuse to start with one line naming WSL" >&2
+    exit 1
+fi
