@@ -821,6 +821,8 @@ async function socketioChat(ctx, url, where, first, shoot) {
   const [sia, sib] = [`sia-${first}-${tag}`, `sib-${first}-${tag}`];
   for (const name of [sia, sib]) { // one after the other: the first sees the second come in
     const p = await open(ctx, url(name), DESKTOP);
+    // A browser may send the page's GET on a connection kept alive after a long-poll.
+    assert(p.response.status() === 200, `${where}: GET ${url(name)} answered ${p.response.status()}`);
     p.polls = 0;
     p.on('request', (r) => { if (/\/socket\.io\/\?EIO=3&transport=polling/.test(r.url())) p.polls++; });
     pages.push(p);
