@@ -1,9 +1,9 @@
 //! The socket.io glue: a socket.io client's reader, between its frames and the chat's events.
 //!
 //! The codec (`crate::socketio`) says what each text frame means; this turns that into the
-//! same events a raw client's lines become (and `Relay` for its own events), plus the replies the client alone gets (the open
-//! packet, CONNECT answers, v3 pongs, acknowledgements), which go to the broadcaster as
-//! frames like everything else.
+//! same events a raw client's lines become (and `Relay` for its own events), plus the
+//! replies the client alone gets (the open packet, CONNECT answers, v3 pongs,
+//! acknowledgements), which go to the broadcaster as frames like everything else.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -77,20 +77,7 @@ pub(super) fn socketio_text(
             text: "emit('message', text) takes a string.".into(),
         }),
         Step::Refuse { code, text } => send(Event::Notice { id, code, text }),
-        Step::Relay { .. } if !config.relay_custom_events => send(Event::Notice {
-            id,
-            code: "custom-events-off",
-            text: "This server relays only emit('message', text): custom events are off \
-                   (--no-custom-events)."
-                .into(),
-        }),
-        Step::Relay { event, args, ack } => {
-            send(Event::Relay { id, event, args })?;
-            match ack {
-                Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
-                None => Ok(()),
-            }
-        }
+        Step::Relay { event, args, ack } => relay(id, event, args, ack, config, events),
         Step::Say { text, ack } => {
             if config.panic_on_message.as_deref() == Some(&*text) {
                 panic!("fault injection: panic_on_message")
@@ -104,6 +91,37 @@ pub(super) fn socketio_text(
                 None => Ok(()),
             }
         }
+    }
+}
+
+/// A socket.io client's own event: to the broadcaster for its room, then the ack if it asked
+/// for one; with relaying off, a notice saying so (an error the client sees, not silence).
+fn relay(
+    id: ConnId,
+    event: String,
+    args: String,
+    ack: Option<String>,
+    config: &Config,
+    events: &Sender<Event>,
+) -> Result<(), End> {
+    let send = |event| {
+        events
+            .send(event)
+            .map_err(|_| End::Gone("server stopped".into()))
+    };
+    if !config.relay_custom_events {
+        return send(Event::Notice {
+            id,
+            code: "custom-events-off",
+            text: "This server relays only emit('message', text): custom events are off \
+                   (--no-custom-events)."
+                .into(),
+        });
+    }
+    send(Event::Relay { id, event, args })?;
+    match ack {
+        Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+        None => Ok(()),
     }
 }
 

@@ -9,6 +9,11 @@
 // (a line appears, the state reads "open"), never a fixed sleep. Exits 1 at the first failed
 // check, naming it; screenshots and the server log go to tests/browser/artifacts/.
 //
+// Then pages as people write them: a second wschat serves a copy of www/ plus the classic
+// tutorial's raw page (tests/browser/pages/classic.html) from --www, where their inline
+// scripts must run; the tutorial's socket.io page (www/socketio.html) loads socket.io-client
+// 2.0.3 from a CDN, and the test answers that request with the npm package's file.
+//
 // Room, user-list, history and /msg checks against the real server run only when the server
 // sends `welcome` (docs/PROTOCOL.md); the page's handling of every event type is checked
 // against a scripted server (playwright's WebSocket routing) whatever the server supports.
@@ -845,6 +850,8 @@ async function socketioChat(ctx, url, where, first, shoot) {
   const [sia, sib] = [`sia-${first}-${tag}`, `sib-${first}-${tag}`];
   for (const name of [sia, sib]) { // one after the other: the first sees the second come in
     const p = await open(ctx, url(name), DESKTOP);
+    // A browser may send the page's GET on a connection kept alive after a long-poll.
+    assert(p.response.status() === 200, `${where}: GET ${url(name)} answered ${p.response.status()}`);
     p.polls = 0;
     p.on('request', (r) => { if (/\/socket\.io\/\?EIO=3&transport=polling/.test(r.url())) p.polls++; });
     pages.push(p);
