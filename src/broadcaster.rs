@@ -19,8 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 
 use crate::chat::{Chat, Deliver, Member};
-use crate::config::Config;
-use crate::config::MetricsAccess;
+use crate::config::{Config, MetricsAccess};
 use crate::event::{ConnId, Endpoint, Event, Join, Slot};
 use crate::history_writer::HistoryQueue;
 use crate::metrics::{self, Shared, Snapshot};
@@ -178,8 +177,8 @@ impl Broadcaster {
         }
     }
 
-    /// When to stop waiting for an event: the next ping, backlog retry, buffer fitting or
-    /// the end of a shutdown.
+    /// When to stop waiting for an event: the next ping, backlog retry, buffer fitting,
+    /// publication of the figures or the end of a shutdown.
     fn wake_at(&self, now: Instant) -> Instant {
         let mut wake = if self.outbox.has_pending() {
             now + BACKLOG_RETRY
