@@ -6,7 +6,8 @@
 //! event already queued (a *round*, within the limits below), then write to every client
 //! with something to send, one non-blocking `send` each. It never reads a socket and never
 //! blocks on one, so no client can stall the others. It talks to the readers only through
-//! the event channel.
+//! the event channel, and (with `--redis`) hands room lines to the cluster bridge's outlet,
+//! which never blocks.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 
 use crate::chat::{Chat, Deliver, Member};
+use crate::cluster::{self, Outlet, Tap};
 use crate::config::Config;
 use crate::event::{ConnId, Endpoint, Event, Join, Slot};
 use crate::history_file::HistoryFile;
@@ -60,6 +62,8 @@ pub(crate) struct Broadcaster {
     unannounced_leaves: VecDeque<Member>,
     /// Set by `Event::Shutdown`: when the loop stops waiting for clients to leave.
     shutdown_deadline: Option<Instant>,
+    /// With `--redis`: where room lines go for the other nodes (never blocks).
+    cluster: Option<Outlet>,
 }
 
 impl Broadcaster {
@@ -75,7 +79,14 @@ impl Broadcaster {
             next_buffer_fit: None,
             unannounced_leaves: VecDeque::new(),
             shutdown_deadline: None,
+            cluster: None,
         }
+    }
+
+    /// Hands every room line to the cluster bridge too (`--redis`).
+    pub(crate) fn with_cluster(mut self, outlet: Option<Outlet>) -> Self {
+        self.cluster = outlet;
+        self
     }
 
     /// Runs until a shutdown has finished or every event sender is gone.
@@ -151,8 +162,8 @@ impl Broadcaster {
         {
             if let Some(member) = self.unannounced_leaves.pop_front() {
                 self.round_events += 1;
-                self.chat
-                    .announce_leave(&member, self.now_ms, &mut self.outbox);
+                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+                self.chat.announce_leave(&member, self.now_ms, out);
                 continue;
             }
             match events.try_recv() {
@@ -170,6 +181,9 @@ impl Broadcaster {
         if let Event::Shutdown = event {
             return self.shutdown();
         }
+        if let Event::Remote { room, line } = event {
+            return cluster::deliver(&self.chat, &mut self.outbox, &room, &line, self.now_ms);
+        }
         let Some(slot) = event_id(&event).and_then(|id| self.outbox.slot(id)) else {
             return; // from a client already dropped
         };
@@ -180,11 +194,13 @@ impl Broadcaster {
                 ..
             } => self.enter(slot, requested_name.as_deref(), requested_room.as_deref()),
             Event::Part { id } => {
-                self.chat.leave(slot, self.now_ms, &mut self.outbox);
+                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+                self.chat.leave(slot, self.now_ms, out);
                 info!("#{id} left the chat (Socket.IO DISCONNECT)");
             }
             Event::Text { text, .. } => {
-                let said = self.chat.text(slot, &text, self.now_ms, &mut self.outbox);
+                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+                let said = self.chat.text(slot, &text, self.now_ms, out);
                 if let (Some(said), Some(file)) = (said, self.history_file.as_mut()) {
                     file.append(said.room, said.entry);
                 }
@@ -203,7 +219,9 @@ impl Broadcaster {
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }
-            Event::Join(_) | Event::Shutdown => unreachable!("handled above"),
+            Event::Join(_) | Event::Shutdown | Event::Remote { .. } => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -238,10 +256,8 @@ impl Broadcaster {
         if self.outbox.is_closing(slot) {
             return;
         }
-        if let Some(m) = self
-            .chat
-            .enter(slot, name, room, self.now_ms, &mut self.outbox)
-        {
+        let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+        if let Some(m) = self.chat.enter(slot, name, room, self.now_ms, out) {
             let (name, room) = (m.name.clone(), m.room.clone());
             info!("{} joined {room:?} as {name:?}", self.outbox.label(slot));
         }
@@ -253,7 +269,8 @@ impl Broadcaster {
     fn close(&mut self, slot: Slot, close_frame: &[u8]) {
         if self.outbox.close(slot, close_frame) {
             // The room hears of it now, not when the TCP connection ends.
-            self.chat.leave(slot, self.now_ms, &mut self.outbox);
+            let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+            self.chat.leave(slot, self.now_ms, out);
         } else {
             self.remove(slot, "close handshake complete");
         }
@@ -262,13 +279,15 @@ impl Broadcaster {
     /// Queues the server's own Close frame; the client leaves its room at once.
     fn close_with(&mut self, slot: Slot, code: u16, reason: &str) {
         if self.outbox.close_with(slot, code, reason) {
-            self.chat.leave(slot, self.now_ms, &mut self.outbox);
+            let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+            self.chat.leave(slot, self.now_ms, out);
         }
     }
 
     /// Takes a client out of its room (announced) and out of the outbox.
     fn remove(&mut self, slot: Slot, reason: &str) {
-        self.chat.leave(slot, self.now_ms, &mut self.outbox);
+        let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+        self.chat.leave(slot, self.now_ms, out);
         self.outbox.remove(slot, reason);
     }
 
@@ -383,7 +402,7 @@ fn event_id(event: &Event) -> Option<ConnId> {
         | Event::Close { id, .. }
         | Event::Notice { id, .. }
         | Event::Leave { id, .. } => Some(*id),
-        Event::Shutdown => None,
+        Event::Shutdown | Event::Remote { .. } => None,
     }
 }
 

@@ -96,6 +96,12 @@ pub struct Config {
     pub history_file: Option<PathBuf>,
     /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
     pub max_rooms: usize,
+    /// Join a cluster through this Redis (`redis://[:PASSWORD@]HOST:PORT/[DB]`): rooms span
+    /// every node that names the same Redis. `None` (the default) never touches Redis.
+    pub redis: Option<String>,
+    /// Start even when Redis cannot be reached at start-up (the bridge keeps retrying);
+    /// otherwise [`Server::bind`](crate::Server::bind) fails.
+    pub redis_optional: bool,
     /// Fault injection for tests: a chat line equal to this makes its reader thread panic, to
     /// check that a panic ends only that connection (with its leave announced).
     #[doc(hidden)]
@@ -125,6 +131,8 @@ impl Default for Config {
             history: DEFAULT_HISTORY_LINES,
             history_file: None,
             max_rooms: DEFAULT_MAX_ROOMS,
+            redis: None,
+            redis_optional: false,
             panic_on_message: None,
         }
     }
@@ -167,6 +175,13 @@ impl Config {
         }
         if self.max_request_bytes < 256 {
             return Err("max-request-bytes must be at least 256".into());
+        }
+        if self.redis.is_some() && self.history_file.is_some() {
+            return Err(
+                "history-file does not go with redis: the file holds one node's lines, \
+                 and a cluster's nodes would each replay a different past; drop history-file"
+                    .into(),
+            );
         }
         for origin in &self.allow_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))

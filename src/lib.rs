@@ -42,6 +42,7 @@
 // The core path, in the order a connection meets it.
 mod broadcaster;
 mod chat;
+mod cluster;
 mod event;
 mod listener;
 mod outbox;

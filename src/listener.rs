@@ -19,6 +19,7 @@ use log::{error, info, warn};
 use crate::broadcaster::Broadcaster;
 use crate::chat::rooms::Rooms;
 use crate::chat::Chat;
+use crate::cluster::Bridge;
 use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
 use crate::history_file::{self, HistoryFile};
@@ -126,6 +127,7 @@ pub struct Server {
     registry: Arc<Registry>,
     rooms: Rooms,
     history_file: Option<HistoryFile>,
+    cluster: Option<Bridge>,
 }
 
 impl Server {
@@ -166,6 +168,7 @@ impl Server {
             ),
         };
         let listener = TcpListener::bind(config.socket_addr())?;
+        let cluster = Bridge::open(&config)?;
         platform::set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
         let stop = StopHandle {
@@ -180,6 +183,7 @@ impl Server {
             registry: Arc::default(),
             rooms,
             history_file,
+            cluster,
         })
     }
 
@@ -226,7 +230,14 @@ impl Server {
         check_open_file_limit(self.config.max_clients);
         let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
-        let broadcaster = Broadcaster::new(self.config.clone(), chat, self.history_file.take());
+        let (outlet, bridge) = match self.cluster.take() {
+            Some(b) => b
+                .start(events.clone(), self.stop.stopping.clone())
+                .map(|(o, t)| (Some(o), Some(t)))?,
+            None => (None, None),
+        };
+        let broadcaster = Broadcaster::new(self.config.clone(), chat, self.history_file.take())
+            .with_cluster(outlet);
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -260,6 +271,9 @@ impl Server {
         let _ = events.send(Event::Shutdown);
         drop(events);
         let broadcaster_ok = broadcaster.join().is_ok();
+        if let Some(bridge) = bridge {
+            bridge.join();
+        }
         // Connections still in their handshake or downloading the page.
         self.registry.cut_all();
         let left = self.registry.wait_empty(READER_EXIT_WAIT);

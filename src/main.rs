@@ -117,6 +117,27 @@ struct Cli {
     #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS), help_heading = "Timeouts")]
     shutdown_grace: Secs,
 
+    /// Join a cluster through this Redis, e.g. redis://127.0.0.1:6379/ (a password goes in
+    /// it: redis://:PASSWORD@HOST:PORT/): rooms span every node that names the same Redis.
+    /// Without it Redis is never touched
+    #[arg(
+        long,
+        env = "WSCHAT_REDIS",
+        value_name = "URL",
+        help_heading = "Cluster"
+    )]
+    redis: Option<String>,
+
+    /// Start even when Redis cannot be reached at start-up (chat stays on this node until it
+    /// answers); without it the server exits
+    #[arg(
+        long,
+        env = "WSCHAT_REDIS_OPTIONAL",
+        requires = "redis",
+        help_heading = "Cluster"
+    )]
+    redis_optional: bool,
+
     /// error, warn, info, debug (every frame in and out) or trace [default: info, or RUST_LOG]
     #[arg(
         long,
@@ -152,6 +173,10 @@ fn main() -> ExitCode {
         Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported) => {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
+        }
+        Err(e) if e.kind() == ErrorKind::NotConnected => {
+            eprintln!("wschat: {e}"); // Redis is unreachable: one line, not "cannot start on"
+            return ExitCode::FAILURE;
         }
         Err(e) => {
             eprintln!("wschat: cannot start on {bind}:{port}: {e}");
@@ -192,6 +217,8 @@ impl Cli {
             history: self.history,
             history_file: self.history_file,
             max_rooms: self.max_rooms,
+            redis: self.redis,
+            redis_optional: self.redis_optional,
             ..Config::default()
         }
     }
