@@ -184,6 +184,23 @@ fn assert_lines(got: Vec<Value>, who: &str, by_node: &[&[&str]]) {
 }
 
 #[test]
+fn a_node_that_stops_tells_the_other_nodes_that_its_members_left() {
+    let redis = Redis::start(&[]);
+    let (a, b) = (node(&redis), node(&redis));
+    let mut ada = join_room(a.local_addr(), "ada", "r");
+    let _bob = join_room(b.local_addr(), "bob", "r");
+    let _bea = join_room(b.local_addr(), "bea", "s");
+    assert_eq!(recv_event(&mut ada, "enter")["name"], "bob");
+    b.stop().unwrap();
+    assert_eq!(recv_event(&mut ada, "leave")["info"], "bob leaves.");
+    assert_eq!(
+        drain(&mut ada, Duration::from_millis(500)),
+        Vec::<Value>::new(),
+        "bea was in another room"
+    );
+}
+
+#[test]
 fn each_senders_lines_arrive_in_the_order_they_were_said_on_every_node() {
     let redis = Redis::start(&[]);
     let (a, b) = (node(&redis), node(&redis));

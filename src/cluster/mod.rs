@@ -289,6 +289,19 @@ pub(crate) fn deliver(
     out.broadcast(to, None, &event, time_ms);
 }
 
+/// This node is stopping: the other nodes hear that each of its members left.
+pub(crate) fn farewell(
+    outlet: Option<&Outlet>,
+    chat: &Chat,
+    slots: impl IntoIterator<Item = Slot>,
+) {
+    let Some(outlet) = outlet else { return };
+    for member in slots.into_iter().filter_map(|slot| chat.member(slot)) {
+        let name = member.name.to_string();
+        outlet.publish(&member.room, RemoteLine::Leave { name });
+    }
+}
+
 /// A node id unique enough for a cluster: random (std's hasher keys come from the OS), with
 /// the process id mixed in.
 fn node_id() -> String {
