@@ -368,6 +368,8 @@ impl Broadcaster {
     fn shutdown(&mut self) {
         info!("shutting down: closing {} connections", self.outbox.len());
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_grace);
+        // Here nobody needs to hear it, but the other nodes' members do.
+        cluster::farewell(self.cluster.as_ref(), &self.chat, self.outbox.slots());
         self.chat.stop_announcing();
         for slot in self.outbox.slots() {
             self.close_with(slot, close_code::GOING_AWAY, "server shutting down");
