@@ -184,6 +184,10 @@ impl Broadcaster {
         if let Event::Remote { room, line } = event {
             return cluster::deliver(&self.chat, &mut self.outbox, &room, &line, self.now_ms);
         }
+        if let Event::ClusterLink { up } = event {
+            let slots = self.outbox.slots();
+            return cluster::link_notice(&self.chat, &mut self.outbox, &slots, up, self.now_ms);
+        }
         let Some(slot) = event_id(&event).and_then(|id| self.outbox.slot(id)) else {
             return; // from a client already dropped
         };
@@ -219,7 +223,7 @@ impl Broadcaster {
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }
-            Event::Join(_) | Event::Shutdown | Event::Remote { .. } => {
+            Event::Join(_) | Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => {
                 unreachable!("handled above")
             }
         }
@@ -404,7 +408,7 @@ fn event_id(event: &Event) -> Option<ConnId> {
         | Event::Close { id, .. }
         | Event::Notice { id, .. }
         | Event::Leave { id, .. } => Some(*id),
-        Event::Shutdown | Event::Remote { .. } => None,
+        Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => None,
     }
 }
 

@@ -53,6 +53,9 @@ pub(crate) enum Event {
     /// A line said on another node of the cluster, from the Redis bridge (`--redis`): for
     /// this node's members of `room`.
     Remote { room: String, line: RemoteLine },
+    /// The bridge lost its subscription to Redis (`up: false`) or has it again: every chat
+    /// client hears one notice each way.
+    ClusterLink { up: bool },
 }
 
 /// What another node's room heard, as the bridge decoded it from Redis.

@@ -95,6 +95,7 @@ fn drain(ws: &mut Ws, quiet: Duration) -> Vec<Value> {
             got.push(serde_json::from_str(&t).unwrap());
         }
     }
+    ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
     got
 }
 
@@ -198,6 +199,67 @@ fn a_node_that_stops_tells_the_other_nodes_that_its_members_left() {
         Vec::<Value>::new(),
         "bea was in another room"
     );
+}
+
+#[test]
+fn redis_killed_then_restarted_empty_each_client_hears_one_notice_each_way_and_lines_resume() {
+    let mut redis = Redis::start(&[]);
+    let (a, b) = (node(&redis), node(&redis));
+    let mut ada = join_room(a.local_addr(), "ada", "r");
+    let mut amy = join_room(a.local_addr(), "amy", "r");
+    let mut bob = join_room(b.local_addr(), "bob", "r");
+    recv_event(&mut ada, "enter");
+    recv_event(&mut ada, "enter");
+    recv_event(&mut amy, "enter");
+
+    let port = redis.port;
+    redis.child.kill().unwrap(); // SIGKILL
+    redis.child.wait().unwrap();
+    for ws in [&mut ada, &mut amy, &mut bob] {
+        assert_eq!(recv_event(ws, "notice")["code"], "cluster-down");
+    }
+    send_text(&mut ada, "during the outage");
+    assert_eq!(recv_event(&mut amy, "message")["text"], "during the outage");
+
+    let _redis = Redis::start_on(port); // a new, empty database
+    let back = |ws: &mut Ws| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(Instant::now() < deadline, "no cluster-up notice");
+            let got = drain(ws, Duration::from_millis(300));
+            let codes: Vec<&Value> = got.iter().map(|v| &v["code"]).collect();
+            assert!(
+                !codes.iter().any(|c| *c == "cluster-down"),
+                "a second down: {got:?}"
+            );
+            if codes.iter().any(|c| *c == "cluster-up") {
+                return;
+            }
+        }
+    };
+    back(&mut ada);
+    back(&mut bob);
+    // Lines said during the outage never reach the other node; lines resume (the publisher
+    // may reconnect a moment after the subscriber).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "no cross-node line after the restart"
+        );
+        send_text(&mut ada, &format!("after {n}"));
+        let got = drain(&mut bob, Duration::from_millis(300));
+        assert!(
+            got.iter().all(|v| v["text"] != "during the outage"),
+            "{got:?}"
+        );
+        if got
+            .iter()
+            .any(|v| v["text"] == format!("after {n}").as_str())
+        {
+            break;
+        }
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use redis::{Client, Connection, RedisError};
 
@@ -151,16 +151,25 @@ pub(crate) fn publish_loop(
     let mut backoff = Backoff::new();
     let mut retry_at = Instant::now();
     let mut batch = Vec::with_capacity(MAX_PUBLISH_BATCH);
-    while let Ok(first) = outgoing.recv() {
-        batch.push(first);
+    loop {
+        if conn.is_none() && Instant::now() >= retry_at {
+            conn = reconnect(&client, "publishing", &mut backoff, &mut retry_at);
+        }
+        // Disconnected, it wakes to reconnect on time: lines resume as soon as Redis is back.
+        let first = match conn {
+            Some(_) => outgoing.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            None => outgoing.recv_deadline(retry_at),
+        };
+        match first {
+            Ok(first) => batch.push(first),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
         while batch.len() < MAX_PUBLISH_BATCH {
             match outgoing.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
-        }
-        if conn.is_none() && Instant::now() >= retry_at {
-            conn = reconnect(&client, "publishing", &mut backoff, &mut retry_at);
         }
         let Some(c) = conn.as_mut() else {
             dropped.add(batch.len() as u64, "Redis is unreachable");
@@ -220,6 +229,8 @@ pub(crate) fn subscribe_loop(
 ) {
     let mut backoff = Backoff::new();
     let mut ready = Some(ready);
+    // Set once the clients were told the link is down: they hear when it is back.
+    let mut told_down = false;
     while !stopping.load(Ordering::SeqCst) {
         let Some(c) = conn.as_mut() else {
             let mut retry_at = Instant::now();
@@ -229,11 +240,15 @@ pub(crate) fn subscribe_loop(
             }
             continue;
         };
-        match listen(c, &node, &events, &stopping, &mut ready) {
+        match listen(c, &node, &events, &stopping, &mut ready, &mut told_down) {
             Ok(()) => return,
             Err(e) => {
                 warn!("cluster: the subscription to Redis ended ({e}): reconnecting");
                 conn = None;
+                if !told_down && events.send(Event::ClusterLink { up: false }).is_err() {
+                    return;
+                }
+                told_down = true;
             }
         }
     }
@@ -248,12 +263,16 @@ fn listen(
     events: &Sender<Event>,
     stopping: &AtomicBool,
     ready: &mut Option<Sender<()>>,
+    told_down: &mut bool,
 ) -> Result<(), RedisError> {
     conn.set_read_timeout(Some(Duration::from_millis(SUBSCRIBE_POLL_MS)))?;
     let mut pubsub = conn.as_pubsub();
     pubsub.psubscribe(format!("{}*", wire::ROOM_CHANNEL_PREFIX))?;
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
+    }
+    if std::mem::take(told_down) && events.send(Event::ClusterLink { up: true }).is_err() {
+        return Ok(());
     }
     while !stopping.load(Ordering::SeqCst) {
         let message = match pubsub.get_message() {

@@ -289,6 +289,36 @@ pub(crate) fn deliver(
     out.broadcast(to, None, &event, time_ms);
 }
 
+/// The notice every chat client gets when the link to the other nodes goes down or comes
+/// back.
+pub(crate) fn link_notice(
+    chat: &Chat,
+    out: &mut impl Deliver,
+    slots: &[Slot],
+    up: bool,
+    now_ms: u64,
+) {
+    let (code, text) = if up {
+        (
+            "cluster-up",
+            "The link to the other chat servers is back: the whole room hears you again.",
+        )
+    } else {
+        (
+            "cluster-down",
+            "The link to the other chat servers is down: until it is back, only the people on this server hear you.",
+        )
+    };
+    let notice = ChatEvent::Notice {
+        code,
+        text,
+        users: None,
+    };
+    for &slot in slots.iter().filter(|&&slot| chat.member(slot).is_some()) {
+        out.send(slot, &notice, now_ms);
+    }
+}
+
 /// This node is stopping: the other nodes hear that each of its members left.
 pub(crate) fn farewell(
     outlet: Option<&Outlet>,
