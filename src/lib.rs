@@ -42,13 +42,13 @@
 // The core path, in the order a connection meets it.
 mod broadcaster;
 mod chat;
-mod cluster;
 mod event;
 mod listener;
 mod outbox;
 mod reader;
 
 // What they build on.
+mod cluster;
 pub mod config;
 mod history_file;
 mod http;
