@@ -50,6 +50,9 @@ const MAX_RESPONSE_HEAD_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub addr: SocketAddr,
+    /// Further servers (the nodes of a cluster): client `i` connects to the `i % (1 + len)`th
+    /// of `addr` and these, so clients and senders spread evenly over them.
+    pub more_addrs: Vec<SocketAddr>,
     /// `Host` header value.
     pub host: String,
     /// Request target; `{i}` is replaced with the client's index.
@@ -73,6 +76,16 @@ pub struct Options {
     pub settle: Duration,
     pub settle_max: Duration,
     pub drain: Duration,
+}
+
+impl Options {
+    /// The server client `index` connects to.
+    pub fn addr_of(&self, index: usize) -> SocketAddr {
+        match index % (1 + self.more_addrs.len()) {
+            0 => self.addr,
+            n => self.more_addrs[n - 1],
+        }
+    }
 }
 
 /// What one run measured.
@@ -568,7 +581,7 @@ impl Worker {
         conn.attempt_started_us = now;
         conn.carry.clear();
         self.in_flight.push(c);
-        match sys::connect_nonblocking(self.opts.addr) {
+        match sys::connect_nonblocking(self.opts.addr_of(self.conns[c].index)) {
             Ok(fd) => {
                 if let Err(e) = self.epoll.add(fd.0, WRITABLE, c as u64) {
                     self.fail_attempt(c, now, format!("epoll: {e}"));
