@@ -15,8 +15,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PEER_ORDER = ["wschat", "wschat-baseline", "go-hub", "tokio-tungstenite", "node-ws",
-              "nodejs-websocket"]
+PEER_ORDER = ["wschat", "wschat-baseline", "wschat-metrics", "wschat-nometrics", "go-hub",
+              "tokio-tungstenite", "node-ws", "nodejs-websocket"]
+# Variants of wschat for before/after measurements: in the ratios only when they were run.
+WSCHAT_VARIANTS = {"wschat-baseline", "wschat-metrics", "wschat-nometrics"}
 P99_LIMIT_US = 100_000
 
 
@@ -40,6 +42,10 @@ def fmt(v, digits=0):
 
 def ms(us):
     return "–" if us is None else f"{us / 1000:,.1f}"
+
+
+def ms2(us):
+    return "–" if us is None else f"{us / 1000:,.2f}"
 
 
 def peers_in(rows):
@@ -231,8 +237,8 @@ def ratio(a, b):
 
 
 def ratios(s1, s2, best, per_conn):
-    # wschat-baseline (wschat at an older commit) only when it was run: it is not a default peer.
-    peers = [p for p in PEER_ORDER if p != "wschat" and (p != "wschat-baseline" or p in s1)]
+    # wschat's variants (an older commit, metrics scraped or off) only when they were run.
+    peers = [p for p in PEER_ORDER if p != "wschat" and (p not in WSCHAT_VARIANTS or p in s1)]
     header = ["wschat ÷ peer", "scenario 1 CPU µs/delivery (lower is better)",
               "scenario 2 p99 (lower is better)", "saturation deliveries/s (higher is better)",
               "KiB per idle connection at 5,000 (lower is better)"]
@@ -286,6 +292,22 @@ unset multiplot
     return "saturation.svg"
 
 
+def slow_disk_table(rows8):
+    """Scenario 8: scenario 1 with a history file, on the real disk and on a slowed one."""
+    header = ["peer", "disk", "runs", "deliveries/s", "lost", "p50 ms", "p99 ms", "max ms",
+              "lines sent", "history file lines (after a clean stop)"]
+    out = []
+    for peer in peers_in(rows8):
+        for disk in ["fast", "slow"]:
+            runs = [r for r in rows8 if r["peer"] == peer and r.get("disk") == disk]
+            if runs:
+                out.append([peer, disk, len(runs), fmt(med(runs, "deliveries_per_s")),
+                            fmt(med(runs, "lost")), ms2(med(runs, "p50_us")),
+                            ms2(med(runs, "p99_us")), ms2(med(runs, "max_us")),
+                            fmt(med(runs, "sent")), fmt(med(runs, "history_file_lines"))])
+    return table(header, out)
+
+
 def main():
     out_dir = Path(sys.argv[1])
     rows = [json.loads(line) for line in (out_dir / "raw.jsonl").read_text().splitlines()
@@ -329,6 +351,9 @@ def main():
     if get("7"):
         md.append("## Scenario 7: everyone reconnects at once (5,000 clients, every handshake "
                   "in flight)\n\n" + storm_table(get("7")))
+    if get("8"):
+        md.append("## Scenario 8: slow disk (scenario 1 with a history file; slow: every write "
+                  "and sync of it delayed 300 ms)\n\n" + slow_disk_table(get("8")))
     if s1 and "wschat" in s1:
         md.append("## Ratios\n\n" + ratios(s1, s2, best, per_conn))
     (out_dir / "REPORT.md").write_text("\n".join(md))

@@ -9,16 +9,19 @@
 # Scenarios: gen (generator against the trivial sink), 1, 2, 3 (saturation sweep), 4 (memory),
 # 5 (growth: scenario 1 at 1,000 and 5,000 clients; 100 clients comes from scenario 1),
 # 6 (stuck clients: scenarios 1 and 2 again with ten extra clients that never read),
-# 7 (everyone reconnects at once: 5,000 clients, every handshake in flight, as after a restart).
+# 7 (everyone reconnects at once: 5,000 clients, every handshake in flight, as after a restart),
+# 8 (slow disk: scenario 1 with a history file, on the real disk and with every write and sync
+#    of it delayed 300 ms by bench/slowdisk.c; wschat and wschat-baseline only).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEERS_DIR="$ROOT/bench/peers"
 ALL_PEERS="wschat,go-hub,tokio-tungstenite,node-ws,nodejs-websocket"
-# Accepted by --peers but never run by default: wschat at the older commit BASELINE_REV, for
-# before/after measurements of a change (bench/peers/README.md).
-EXTRA_PEERS="wschat-baseline"
-SCENARIOS="gen,1,2,3,4,5,6,7"
+# Accepted by --peers but never run by default (bench/peers/README.md): wschat at the older
+# commit BASELINE_REV, for before/after measurements of a change; wschat with /metrics scraped
+# every second, and with --metrics off, for the cost of the metrics.
+EXTRA_PEERS="wschat-baseline,wschat-metrics,wschat-nometrics"
+SCENARIOS="gen,1,2,3,4,5,6,7,8"
 STORM_CLIENTS=5000
 PEERS="$ALL_PEERS"
 REPS=3
@@ -38,10 +41,10 @@ QUICK=0
 # ports there, and a server could not bind one of them.
 PORT=${BENCH_PORT_BASE:-21000}
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; cat <<EOF
 
 Options:
-  --scenarios LIST     comma-separated, from gen,1,2,3,4,5,6,7 [$SCENARIOS]
+  --scenarios LIST     comma-separated, from gen,1,2,3,4,5,6,7,8 [$SCENARIOS]
   --peers LIST         comma-separated, from $ALL_PEERS [all],
                        or $EXTRA_PEERS (not in "all")
   --reps N             repetitions of each run; the report shows medians [$REPS]
@@ -50,7 +53,7 @@ Options:
   --rates "R ..."      sweep rates, messages/s per sender [$RATES]
   --out DIR            results folder [bench/results/DATE]
   --no-setup           do not build or set up peers
-  --quick              CI smoke: wschat and the sink, 1 rep, 2 s runs, scenarios gen,1,4
+  --quick              CI smoke: wschat and the sink, 1 rep, 2 s runs, scenarios gen,1,4,8
 Environment: BASELINE_REV=REV, the older commit wschat-baseline builds and runs (required for it)
 EOF
 }
@@ -71,7 +74,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$QUICK" = 1 ]; then
-  SCENARIOS="gen,1,4"; PEERS="wschat"; REPS=1; DURATION=2
+  SCENARIOS="gen,1,4,8"; PEERS="wschat"; REPS=1; DURATION=2
   GEN_RATES="1000"; MEMORY_CLIENTS="200"
 fi
 SWEEP_DURATION="${SWEEP_DURATION:-$DURATION}"
@@ -97,6 +100,8 @@ fi
 
 # ---- one server, one load ---------------------------------------------------------------
 SERVER_PID=""
+# Extra environment for the next server (scenario 8: its history file and the slow-disk shim).
+SERVER_ENV=()
 
 # start_server PEER: starts it on a fresh port, waits until it accepts connections.
 start_server() {
@@ -105,7 +110,8 @@ start_server() {
   if [ "$peer" = sink ]; then
     "$BENCH" sink --port "$PORT" > "$OUT/logs/$peer.$PORT.log" 2>&1 &
   else
-    "$PEERS_DIR/$peer/start.sh" "$PORT" > "$OUT/logs/$peer.$PORT.log" 2>&1 &
+    env ${SERVER_ENV[@]+"${SERVER_ENV[@]}"} "$PEERS_DIR/$peer/start.sh" "$PORT" \
+      > "$OUT/logs/$peer.$PORT.log" 2>&1 &
   fi
   SERVER_PID=$!
   for _ in $(seq 100); do
@@ -176,6 +182,40 @@ sweep() {
   done
 }
 
+# slow_disk PEER REP: scenario 1 with a history file, on this disk, then with bench/slowdisk.c
+# delaying every write and sync of that file by 300 ms (a busy SD card). The run's JSON line
+# gets history_file_lines: the lines in the file after a clean stop.
+SLOWDISK_SO="$OUT/slowdisk.so"
+slow_disk() {
+  local peer="$1" rep="$2" disk hist
+  case "$peer" in wschat|wschat-baseline) ;; *) log "scenario 8: $peer has no history file, skipped"; return 0 ;; esac
+  [ -f "$SLOWDISK_SO" ] || cc -O2 -shared -fPIC -o "$SLOWDISK_SO" "$ROOT/bench/slowdisk.c" -ldl
+  mkdir -p "$OUT/history"
+  for disk in fast slow; do
+    log "scenario 8 (slow disk): $peer, $disk disk"
+    hist="$OUT/history/$peer.$disk.$rep"
+    rm -f "$hist.jsonl" "$hist.tmp"
+    SERVER_ENV=("WSCHAT_HISTORY_FILE=$hist.jsonl")
+    [ "$disk" = slow ] && SERVER_ENV+=("LD_PRELOAD=$SLOWDISK_SO" "SLOWDISK_PATH=$hist")
+    run_load "$peer" 8 "$rep" -n 100 -k 10 -r 50 -b 64 -d "$DURATION" --tag "disk=$disk" \
+      > "$OUT/last-run.json"
+    SERVER_ENV=()
+    [ -s "$OUT/last-run.json" ] || continue
+    python3 - "$RAW" "$hist.jsonl" <<'PY'
+import json, sys
+raw, hist = sys.argv[1], sys.argv[2]
+lines = open(raw).read().splitlines()
+d = json.loads(lines[-1])
+try:
+    d["history_file_lines"] = sum(1 for l in open(hist) if l.strip())
+except FileNotFoundError:
+    d["history_file_lines"] = 0
+lines[-1] = json.dumps(d)
+open(raw, "w").write("\n".join(lines) + "\n")
+PY
+  done
+}
+
 # ---- scenarios ----------------------------------------------------------------------------
 for rep in $(seq "$REPS"); do
   log "=== repetition $rep of $REPS"
@@ -220,6 +260,9 @@ for rep in $(seq "$REPS"); do
       run_load "$peer" 7 "$rep" -n "$STORM_CLIENTS" -k 0 -d 0 --drain 0 --settle 1 \
         --settle-max 120 --connect-batch "$STORM_CLIENTS" > /dev/null
     fi
+    if has "$SCENARIOS" 8; then
+      slow_disk "$peer" "$rep"
+    fi
   done
 done
 
@@ -227,14 +270,19 @@ log "writing the report"
 python3 "$ROOT/bench/report.py" "$OUT"
 log "done: $OUT/REPORT.md"
 
-# Quick mode is a smoke test: it fails unless every scenario 1 run delivered everything.
+# Quick mode is a smoke test: it fails unless every scenario 1 and 8 run delivered everything
+# (and scenario 8's slow disk kept the chat fast and the file complete).
 if [ "$QUICK" = 1 ]; then
   python3 - "$RAW" <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 s1 = [r for r in runs if r["scenario"] == "1"]
 bad = [r for r in s1 if r["lost"] > 0 or r["connect_failures"] or r["connected"] == 0]
-print(f"bench-quick: {len(s1) - len(bad)} passed, {len(bad)} failed")
-sys.exit(1 if bad or not s1 else 0)
+# The slow disk: nothing lost on the wire, every line in the file, p99 under 100 ms.
+s8 = [r for r in runs if r["scenario"] == "8"]
+bad += [r for r in s8 if r["lost"] > 0 or r["connected"] == 0 or r["p99_us"] >= 100_000
+        or r.get("history_file_lines", 0) < r["sent"]]
+print(f"bench-quick: {len(s1) + len(s8) - len(bad)} passed, {len(bad)} failed")
+sys.exit(1 if bad or not s1 or len(s8) != 2 else 0)
 PY
 fi

@@ -2,15 +2,18 @@
 //! socket after its handshake.
 //!
 //! Owns the [`Chat`] (who hears what), the [`Outbox`] (every client's write side) and the
-//! history file, and runs the loop that ties them together: wait for an event, take every
+//! history writer's queue (the file itself is the writer thread's: a disk must not stall the
+//! broadcaster), and runs the loop that ties them together: wait for an event, take every
 //! event already queued (a *round*, within the limits below), then write to every client
 //! with something to send, one non-blocking `send` each. It never reads a socket and never
 //! blocks on one, so no client can stall the others. It talks to the readers only through
-//! the event channel, and (with `--redis`) hands room lines to the cluster bridge's outlet,
-//! which never blocks.
+//! the event channel. It counts what `/metrics` shows in plain fields and publishes them a
+//! few times a second, and marks each round's start and end for `/healthz` (`metrics`).
+//! With `--redis`, it hands room lines to the cluster bridge's outlet, which never blocks.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -19,8 +22,10 @@ use log::{info, warn};
 use crate::chat::{Chat, Deliver, Member};
 use crate::cluster::{self, Outlet, Tap};
 use crate::config::Config;
+use crate::config::MetricsAccess;
 use crate::event::{ConnId, Endpoint, Event, Join, Slot};
-use crate::history_file::HistoryFile;
+use crate::history_writer::HistoryQueue;
+use crate::metrics::{self, Shared, Snapshot};
 use crate::outbox::{Dead, Outbox, KEEP_CAPACITY_BYTES};
 use crate::wire::{close_code, ChatEvent};
 
@@ -39,6 +44,10 @@ const MAX_ROUND_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 const SENDS_PER_INTAKE: usize = 16;
 /// How often outgoing buffers are fitted to what they held since the last look.
 const BUFFER_FIT_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the figures for `/metrics` are published while there is something new.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(metrics::PUBLISH_INTERVAL_MS);
+/// The test hook `stall_on_message` stalls the broadcaster for this many `stuck_round_after`.
+const STALL_ROUNDS: u32 = 4;
 
 // A full round plus one frame must fit in what a buffer keeps between rounds.
 const _: () = assert!(KEEP_CAPACITY_BYTES >= 4 * MAX_ROUND_BYTES);
@@ -48,7 +57,8 @@ pub(crate) struct Broadcaster {
     config: Arc<Config>,
     chat: Chat,
     outbox: Outbox,
-    history_file: Option<HistoryFile>,
+    /// Where remembered lines go on their way to the history file; never blocks.
+    history: Option<HistoryQueue>,
     /// The time of this round, Unix ms: every event handled in it carries it (one clock read
     /// per round, and a line's history entry has the time of its live event).
     now_ms: u64,
@@ -64,22 +74,45 @@ pub(crate) struct Broadcaster {
     shutdown_deadline: Option<Instant>,
     /// With `--redis`: where room lines go for the other nodes (never blocks).
     cluster: Option<Outlet>,
+    /// The heartbeat and the published figures, shared with the readers.
+    metrics: Arc<Shared>,
+    /// This thread's own figures (messages, drops reported by readers, round durations); the
+    /// outbox keeps its own, and both are copied out when published.
+    counts: Snapshot,
+    /// When the current round started, if it handles events (for the histogram).
+    round_started: Option<Instant>,
+    /// False with `--metrics off`: nothing is published.
+    publishing: bool,
+    /// Something changed since the last publication.
+    unpublished: bool,
+    next_publish: Instant,
 }
 
 impl Broadcaster {
-    pub(crate) fn new(config: Arc<Config>, chat: Chat, history_file: Option<HistoryFile>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        chat: Chat,
+        history: Option<HistoryQueue>,
+        metrics: Arc<Shared>,
+    ) -> Self {
         Broadcaster {
+            publishing: config.metrics != MetricsAccess::Off,
             next_ping: Instant::now() + config.ping_interval,
             outbox: Outbox::new(&config),
             config,
             chat,
-            history_file,
+            history,
             now_ms: unix_ms(),
             round_events: 0,
             next_buffer_fit: None,
             unannounced_leaves: VecDeque::new(),
             shutdown_deadline: None,
             cluster: None,
+            metrics,
+            counts: Snapshot::default(),
+            round_started: None,
+            unpublished: false,
+            next_publish: Instant::now(),
         }
     }
 
@@ -93,6 +126,7 @@ impl Broadcaster {
     pub(crate) fn run(mut self, events: Receiver<Event>) {
         loop {
             let now = Instant::now();
+            self.end_round(now);
             if self
                 .shutdown_deadline
                 .is_some_and(|deadline| now >= deadline)
@@ -101,9 +135,12 @@ impl Broadcaster {
             }
             // A round starts with an event, or at once while dropped clients' leaves wait.
             if self.unannounced_leaves.is_empty() {
-                match events.recv_deadline(self.wake_at(now)) {
+                let received = events.recv_deadline(self.wake_at(now));
+                let woke = Instant::now();
+                self.metrics.round_started(woke);
+                match received {
                     Ok(event) => {
-                        self.start_round();
+                        self.start_round(woke);
                         self.handle(event);
                         self.take_queued(&events);
                     }
@@ -112,7 +149,8 @@ impl Broadcaster {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                self.start_round();
+                self.metrics.round_started(now);
+                self.start_round(now);
                 self.take_queued(&events);
             }
             let now = Instant::now();
@@ -121,13 +159,34 @@ impl Broadcaster {
                 self.next_ping = now + self.config.ping_interval;
             }
             self.flush(now, &events);
-            self.flush_history();
             self.fit_buffers(now);
         }
         for slot in self.outbox.slots() {
             self.remove(slot, "server stopped");
         }
-        self.flush_history();
+        // Dropping `self` drops the history queue: the writer syncs what it has and ends.
+        self.metrics.stopped();
+    }
+
+    /// Ends the round that ran since the last wake-up (if any): its duration goes into the
+    /// histogram, the heartbeat says idle, and the figures are published when due.
+    fn end_round(&mut self, now: Instant) {
+        if let Some(started) = self.round_started.take() {
+            self.counts
+                .rounds
+                .observe(now.saturating_duration_since(started));
+        }
+        self.metrics.round_ended();
+        if self.unpublished && now >= self.next_publish {
+            self.counts.outbox = self.outbox.counts;
+            self.counts.rooms = self.chat.room_count() as u64;
+            if self.metrics.try_publish(&self.counts) {
+                self.unpublished = false;
+                self.next_publish = now + PUBLISH_INTERVAL;
+            } else {
+                self.next_publish = now + BACKLOG_RETRY; // a reader is copying them
+            }
+        }
     }
 
     /// When to stop waiting for an event: the next ping, backlog retry, buffer fitting or
@@ -138,7 +197,8 @@ impl Broadcaster {
         } else {
             self.next_ping
         };
-        for at in [self.next_buffer_fit, self.shutdown_deadline]
+        let publish = self.unpublished.then_some(self.next_publish);
+        for at in [self.next_buffer_fit, self.shutdown_deadline, publish]
             .into_iter()
             .flatten()
         {
@@ -147,7 +207,9 @@ impl Broadcaster {
         wake
     }
 
-    fn start_round(&mut self) {
+    fn start_round(&mut self, now: Instant) {
+        self.round_started = Some(now);
+        self.unpublished = self.publishing;
         self.outbox.usage = Default::default();
         self.round_events = 0;
         self.now_ms = unix_ms();
@@ -203,11 +265,19 @@ impl Broadcaster {
                 info!("#{id} left the chat (Socket.IO DISCONNECT)");
             }
             Event::Text { text, .. } => {
+                self.counts.messages += 1;
+                if self.config.stall_on_message.as_deref() == Some(&*text) {
+                    warn!("test hook: stall_on_message, the broadcaster sleeps");
+                    thread::sleep(self.config.stuck_round_after * STALL_ROUNDS);
+                }
                 let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
                 let said = self.chat.text(slot, &text, self.now_ms, out);
-                if let (Some(said), Some(file)) = (said, self.history_file.as_mut()) {
-                    file.append(said.room, said.entry);
+                if let (Some(said), Some(history)) = (said, self.history.as_mut()) {
+                    history.push(said.room, said.entry);
                 }
+            }
+            Event::Relay { event, args, .. } => {
+                (self.chat).relay(slot, &event, &args, self.now_ms, &mut self.outbox)
             }
             Event::Send { bytes, .. } => self.outbox.queue(slot, &bytes),
             Event::Close { bytes, .. } => self.close(slot, &bytes),
@@ -219,7 +289,12 @@ impl Broadcaster {
                 };
                 self.outbox.send(slot, &notice, self.now_ms);
             }
-            Event::Leave { reason, .. } => {
+            Event::Leave {
+                reason, dropped, ..
+            } => {
+                if let Some(why) = dropped {
+                    self.counts.drops[why as usize] += 1;
+                }
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }
@@ -342,19 +417,6 @@ impl Broadcaster {
         }
     }
 
-    fn flush_history(&mut self) {
-        let Some(file) = self.history_file.as_mut() else {
-            return;
-        };
-        file.flush();
-        let rooms = self.chat.rooms();
-        if file.wants_compaction(rooms.history_lines()) {
-            if let Err(e) = file.rewrite(rooms.all_history()) {
-                warn!("cannot rewrite the history file: {e}");
-            }
-        }
-    }
-
     /// Every BUFFER_FIT_INTERVAL while clients are busy, fits their buffers to recent need.
     fn fit_buffers(&mut self, now: Instant) {
         match self.next_buffer_fit {
@@ -404,6 +466,7 @@ fn event_id(event: &Event) -> Option<ConnId> {
         Event::Enter { id, .. }
         | Event::Part { id }
         | Event::Text { id, .. }
+        | Event::Relay { id, .. }
         | Event::Send { id, .. }
         | Event::Close { id, .. }
         | Event::Notice { id, .. }

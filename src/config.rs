@@ -40,8 +40,48 @@ pub const DEFAULT_BACKLOG_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 2;
 /// Chat lines each room remembers for newcomers.
 pub const DEFAULT_HISTORY_LINES: usize = 50;
+/// Appended history lines are made durable (fdatasync) at most this long after they are
+/// written; 0 syncs after every batch.
+pub const DEFAULT_HISTORY_SYNC_INTERVAL_MS: u64 = 1000;
 /// Rooms that may exist at once (a room with members, or with remembered lines).
 pub const DEFAULT_MAX_ROOMS: usize = 1000;
+/// A broadcaster round unfinished for this long makes `/healthz` answer 503: a round takes
+/// milliseconds even with thousands of clients, so seconds mean it is stuck.
+pub const DEFAULT_STUCK_ROUND_AFTER_SECS: u64 = 5;
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the port: the figures are counts, no names, rooms or addresses.
+    #[default]
+    On,
+    /// Only peers on 127.0.0.1 or ::1 (a Prometheus on the same machine); others get 403.
+    Loopback,
+    /// No `/metrics` (404), and the broadcaster publishes no snapshot.
+    Off,
+}
+
+impl std::str::FromStr for MetricsAccess {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(MetricsAccess::On),
+            "loopback" => Ok(MetricsAccess::Loopback),
+            "off" => Ok(MetricsAccess::Off),
+            _ => Err(format!("{s:?}: use on, loopback or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MetricsAccess::On => "on",
+            MetricsAccess::Loopback => "loopback",
+            MetricsAccess::Off => "off",
+        })
+    }
+}
 
 /// Everything a [`Server`](crate::Server) needs to know. Start from [`Config::default`] and
 /// change what you need:
@@ -62,6 +102,10 @@ pub struct Config {
     pub port: u16,
     /// Serve the page from this directory instead of the copy built into the binary.
     pub www_dir: Option<PathBuf>,
+    /// Send the built-in page's strict Content-Security-Policy (no inline scripts, nothing
+    /// from other hosts) with the HTML files of `www_dir` too. Off, they get none, as from any
+    /// static server, so an ordinary page's inline script and CDN scripts run.
+    pub www_strict_csp: bool,
     /// Connections held at once; the next one gets HTTP 503.
     pub max_clients: usize,
     /// Largest chat message, in bytes; larger closes the connection with 1009.
@@ -94,6 +138,9 @@ pub struct Config {
     pub history: usize,
     /// Append chat lines to this JSON-lines file and reload them at start-up.
     pub history_file: Option<PathBuf>,
+    /// Longest time an appended history line may wait for `fdatasync`; zero syncs after
+    /// every batch. A power cut can lose the lines of this last interval.
+    pub history_sync_interval: Duration,
     /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
     pub max_rooms: usize,
     /// Join a cluster through this Redis (`redis://[:PASSWORD@]HOST:PORT/[DB]`): rooms span
@@ -102,10 +149,21 @@ pub struct Config {
     /// Start even when Redis cannot be reached at start-up (the bridge keeps retrying);
     /// otherwise [`Server::bind`](crate::Server::bind) fails.
     pub redis_optional: bool,
+    /// Who may read `GET /metrics` (the Prometheus text format); `/healthz` is always served.
+    pub metrics: MetricsAccess,
+    /// `/healthz` answers 503 when a broadcaster round has been running this long.
+    pub stuck_round_after: Duration,
+    /// Relay socket.io events other than `message` (`emit('typing', true)`) to the others in
+    /// the sender's room, with who sent them. Off, the sender gets a notice instead.
+    pub relay_custom_events: bool,
     /// Fault injection for tests: a chat line equal to this makes its reader thread panic, to
     /// check that a panic ends only that connection (with its leave announced).
     #[doc(hidden)]
     pub panic_on_message: Option<String>,
+    /// Fault injection for tests: a chat line equal to this makes the broadcaster sleep for
+    /// four times `stuck_round_after` in the middle of its round, so `/healthz` sees it stuck.
+    #[doc(hidden)]
+    pub stall_on_message: Option<String>,
 }
 
 impl Default for Config {
@@ -114,6 +172,7 @@ impl Default for Config {
             bind: DEFAULT_BIND,
             port: DEFAULT_PORT,
             www_dir: None,
+            www_strict_csp: false,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             echo_max_message_bytes: DEFAULT_ECHO_MAX_MESSAGE_BYTES,
@@ -130,10 +189,15 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             history: DEFAULT_HISTORY_LINES,
             history_file: None,
+            history_sync_interval: Duration::from_millis(DEFAULT_HISTORY_SYNC_INTERVAL_MS),
             max_rooms: DEFAULT_MAX_ROOMS,
             redis: None,
             redis_optional: false,
+            metrics: MetricsAccess::On,
+            stuck_round_after: Duration::from_secs(DEFAULT_STUCK_ROUND_AFTER_SECS),
+            relay_custom_events: true,
             panic_on_message: None,
+            stall_on_message: None,
         }
     }
 }
@@ -165,6 +229,7 @@ impl Config {
             ("handshake-timeout", self.handshake_timeout),
             ("ping-interval", self.ping_interval),
             ("backlog-timeout", self.backlog_timeout),
+            ("stuck-round-after", self.stuck_round_after),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be more than 0 seconds"));

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use tungstenite::Utf8Bytes;
 
+pub(crate) use crate::metrics::DropReason;
+
 /// Identifies one accepted connection for its whole life; never reused.
 pub(crate) type ConnId = u64;
 
@@ -36,6 +38,13 @@ pub(crate) enum Event {
     Part { id: ConnId },
     /// A chat line from a chat client, past the rate limit (not copied: tungstenite's bytes).
     Text { id: ConnId, text: Utf8Bytes },
+    /// A socket.io client's own event (`emit('typing', true)`), past the rate limit: for the
+    /// others in its room. `args` is the arguments' JSON without the array's brackets.
+    Relay {
+        id: ConnId,
+        event: String,
+        args: String,
+    },
     /// Complete frames for this client alone (echo replies, Pong, socket.io replies).
     Send { id: ConnId, bytes: Vec<u8> },
     /// A Close frame for this client: the last bytes it gets, then its write side is shut.
@@ -47,7 +56,12 @@ pub(crate) enum Event {
         text: String,
     },
     /// The reader has finished: the connection is over. Always a reader's last event.
-    Leave { id: ConnId, reason: String },
+    /// `dropped` says why, when the reader ended it for the client's fault (for the metrics).
+    Leave {
+        id: ConnId,
+        reason: String,
+        dropped: Option<DropReason>,
+    },
     /// Close every client with 1001, give them the grace period, then stop.
     Shutdown,
     /// A line said on another node of the cluster, from the Redis bridge (`--redis`): for

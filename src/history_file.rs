@@ -1,7 +1,10 @@
 //! The history file: the JSON lines that carry each room's history across a restart.
 //!
-//! Owned by the broadcaster thread. Touches only its file: it appends one line per chat line
-//! and, now and then, rewrites the file with just what is still kept. Never a socket.
+//! `load` runs at start-up; `HistoryFile` belongs to the history writer's thread
+//! (`crate::history_writer`), never to the broadcaster, since every call may wait on the disk.
+//! Touches only its file (and its temporary twin and directory for a rewrite): appends
+//! batches of lines, syncs them, and now and then rewrites the file with just what is still
+//! kept. Never a socket.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -9,10 +12,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use log::{error, info, warn};
+use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::history::{Entry, Kind, Loaded};
+use crate::platform;
 
 /// Lines the file may hold beyond what is kept in memory before it is rewritten.
 const COMPACT_SLACK_LINES: usize = 10_000;
@@ -91,12 +95,21 @@ pub(crate) fn load(path: &Path, per_room: usize) -> io::Result<Loaded> {
     Ok(rooms)
 }
 
-/// The history file, open for appending.
+/// Appends `entry` of `room` to `out` as one JSON line (the writer batches lines into one
+/// `write`).
+pub(crate) fn encode_line(out: &mut Vec<u8>, room: &str, entry: &Entry) {
+    write_line(out, room, entry).expect("writing to a Vec cannot fail");
+}
+
+/// The history file, open for appending. Owned by the history writer's thread: every call
+/// here may wait on the disk.
 pub(crate) struct HistoryFile {
     path: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<File>,
     /// Lines in the file now.
     lines: usize,
+    /// Lines appended since the last sync or rewrite.
+    unsynced_lines: usize,
 }
 
 impl HistoryFile {
@@ -109,37 +122,71 @@ impl HistoryFile {
             path: path.to_path_buf(),
             out: None,
             lines: 0,
+            unsynced_lines: 0,
         };
         file.rewrite(kept)?;
         Ok(file)
     }
 
-    /// Appends one chat line. A write error is logged and turns the file off: losing the file
-    /// must not stop the chat.
-    pub fn append(&mut self, room: &str, entry: &Entry) {
-        let Some(out) = self.out.as_mut() else {
-            return;
-        };
-        let written = write_line(out, room, entry);
-        if let Err(e) = written {
-            self.fail(&e);
+    /// A file whose appends go to `out` instead (tests: `/dev/full` as a full disk).
+    #[cfg(test)]
+    pub fn with_handle(path: &Path, out: File) -> Self {
+        HistoryFile {
+            path: path.to_path_buf(),
+            out: Some(out),
+            lines: 0,
+            unsynced_lines: 0,
         }
-        self.lines += 1;
     }
 
-    /// True when the file holds many more lines than are kept, and should be rewritten.
+    /// Where the file is, for log lines.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `bytes`, which hold `lines` whole lines, in one `write` where the OS allows.
+    /// After an error the file is closed: the part of a batch that was written may end in a
+    /// torn line, so only a rewrite may follow (`rewrite`).
+    pub fn append(&mut self, bytes: &[u8], lines: usize) -> io::Result<()> {
+        let Some(out) = self.out.as_mut() else {
+            return Err(io::Error::other("the file is closed after an error"));
+        };
+        if let Err(e) = out.write_all(bytes) {
+            self.out = None;
+            return Err(e);
+        }
+        self.lines += lines;
+        self.unsynced_lines += lines;
+        Ok(())
+    }
+
+    /// Makes the appended lines durable (`fdatasync`: the data, and the length it changes).
+    pub fn sync(&mut self) -> io::Result<()> {
+        let Some(out) = self.out.as_mut() else {
+            return Err(io::Error::other("the file is closed after an error"));
+        };
+        let synced = out.sync_data();
+        match synced {
+            Ok(()) => self.unsynced_lines = 0,
+            Err(_) => self.out = None,
+        }
+        synced
+    }
+
+    /// Lines appended since the last sync or rewrite (a power cut may lose them).
+    #[cfg(test)]
+    pub fn unsynced_lines(&self) -> usize {
+        self.unsynced_lines
+    }
+
+    /// True when the file holds many more lines than `kept`, and should be rewritten.
     pub fn wants_compaction(&self, kept: usize) -> bool {
         self.out.is_some() && self.lines > kept + kept.max(COMPACT_SLACK_LINES)
     }
 
-    /// Pushes appended lines to the OS (once per broadcaster round, not per line).
-    pub fn flush(&mut self) {
-        if let Some(Err(e)) = self.out.as_mut().map(BufWriter::flush) {
-            self.fail(&e);
-        }
-    }
-
-    /// Replaces the file with `kept`, atomically (a new file renamed over the old one).
+    /// Replaces the file with `kept`, atomically and durably: a temporary file, written and
+    /// fsynced, renamed over the old one, then the directory fsynced so the rename itself
+    /// survives a power cut. Until the rename the old file stays whole.
     pub fn rewrite<'e>(
         &mut self,
         kept: impl Iterator<Item = (&'e str, &'e Entry)>,
@@ -154,18 +201,15 @@ impl HistoryFile {
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         fs::rename(&tmp, &self.path)?;
-        let file = OpenOptions::new().append(true).open(&self.path)?;
-        self.out = Some(BufWriter::new(file));
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        platform::sync_dir(dir)?;
+        self.out = Some(OpenOptions::new().append(true).open(&self.path)?);
         self.lines = lines;
+        self.unsynced_lines = 0;
         Ok(())
-    }
-
-    fn fail(&mut self, e: &io::Error) {
-        error!(
-            "{}: {e}; history is no longer written to the file",
-            self.path.display()
-        );
-        self.out = None;
     }
 }
 
@@ -192,8 +236,10 @@ mod tests {
             .chain(b.iter().map(|e| ("pi", e)));
         let mut file = HistoryFile::open(&path, kept).unwrap();
         let me = Entry::new(Kind::Action, "al".into(), "waves", 10);
-        file.append("pi", &me);
-        file.flush();
+        let mut bytes = Vec::new();
+        encode_line(&mut bytes, "pi", &me);
+        file.append(&bytes, 1).unwrap();
+        file.sync().unwrap();
 
         let loaded = load(&path, 3).unwrap();
         let lobby: Vec<_> = loaded["lobby"]
@@ -235,14 +281,41 @@ mod tests {
         let path = temp("compact");
         let mut file = HistoryFile::open(&path, std::iter::empty()).unwrap();
         let e = entry("a", "x", 1);
+        let mut bytes = Vec::new();
         for _ in 0..COMPACT_SLACK_LINES + 50 {
-            file.append("r", &e);
+            encode_line(&mut bytes, "r", &e);
         }
+        file.append(&bytes, COMPACT_SLACK_LINES + 50).unwrap();
         assert!(!file.wants_compaction(100));
         assert!(file.wants_compaction(40));
         file.rewrite(std::iter::once(("r", &e))).unwrap();
         assert!(!file.wants_compaction(1));
         assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_failed_append_closes_the_file_until_a_rewrite() {
+        let path = temp("full");
+        let full = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let mut file = HistoryFile::with_handle(&path, full);
+        let mut bytes = Vec::new();
+        encode_line(&mut bytes, "r", &entry("a", "lost", 1));
+        assert!(
+            file.append(&bytes, 1).is_err(),
+            "/dev/full accepted a write"
+        );
+        // Closed: nothing more is appended after a possibly torn line.
+        assert!(file.append(&bytes, 1).is_err());
+        assert!(file.sync().is_err());
+        let kept = entry("a", "kept", 2);
+        file.rewrite(std::iter::once(("r", &kept))).unwrap();
+        file.append(&bytes, 1).unwrap();
+        let texts: Vec<_> = load(&path, 10).unwrap()["r"]
+            .iter()
+            .map(|e| e.text().to_string())
+            .collect();
+        assert_eq!(texts, ["kept", "lost"]);
         fs::remove_file(path).unwrap();
     }
 }

@@ -13,6 +13,9 @@
 //! - The **broadcaster**, one thread, asks the chat who hears what and writes it through the
 //!   outbox: it is the only thread that writes to a socket after the handshake, and it never
 //!   blocks on one.
+//! - With a history file, the **history writer**, one thread, does every write and sync of it,
+//!   fed through a bounded channel the broadcaster never waits on: a slow disk cannot stall
+//!   the chat.
 //!
 //! ARCHITECTURE.md has the map of the modules.
 //!
@@ -48,14 +51,20 @@ mod outbox;
 mod reader;
 
 // What they build on.
+mod ceiling;
 mod cluster;
 pub mod config;
 mod history_file;
+mod history_writer;
 mod http;
+mod metrics;
 mod platform;
 mod socketio;
 mod wire;
 mod www;
+
+// Beside the server: what the binary tells people at start-up.
+pub mod share;
 
 pub use chat::rooms::DEFAULT_ROOM;
 pub use config::Config;

@@ -1,9 +1,11 @@
 //! Listener: the accepting thread, and the server's life from `bind` to a clean stop.
 //!
 //! Owns the `TcpListener`, the table of open connections (to count them against
-//! `max_clients` and to cut them at shutdown), and the broadcaster's thread handle. It hands
+//! `max_clients` and to cut them at shutdown), and the broadcaster's and history writer's
+//! thread handles. It hands
 //! each accepted stream to a new client-reader thread and never reads or writes a client
-//! socket itself, except to answer 503 when the server is full.
+//! socket itself, except to answer 503 when the server is full or a thread cannot start.
+//! `--max-clients` is fitted under what the OS allows first (`ceiling`).
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
@@ -23,19 +25,22 @@ use crate::cluster::Bridge;
 use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
 use crate::history_file::{self, HistoryFile};
-use crate::{http, platform, reader};
+use crate::history_writer;
+use crate::metrics;
+use crate::{ceiling, http, platform, reader};
 
 /// Stack for each reader thread. Only touched pages cost memory, but the whole reservation
 /// costs address space (tight on 32-bit Raspberry Pi OS); ARCHITECTURE.md ("Memory per
 /// connection") has what a reader touches.
 const CLIENT_STACK_BYTES: usize = 128 * 1024;
+/// Tests: a stack larger than any address space, so that the OS refuses the thread.
+#[cfg(test)]
+const UNMAPPABLE_STACK_BYTES: usize = usize::MAX / 4 * 3;
 /// Stack for the broadcaster thread: it encodes JSON and keeps no large locals.
 const BROADCASTER_STACK_BYTES: usize = 256 * 1024;
 /// Connections the kernel may hold finished but not yet accepted: std's 128 drops the SYNs
 /// of a restarted server's clients all reconnecting at once (capped at somaxconn).
 const LISTEN_BACKLOG: u32 = 4096;
-/// File descriptors the server needs besides one per connection (listener, logs, history).
-const SPARE_FDS: u64 = 32;
 /// After an accept error (out of file descriptors), pause before the next try rather than
 /// spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -128,6 +133,12 @@ pub struct Server {
     rooms: Rooms,
     history_file: Option<HistoryFile>,
     cluster: Option<Bridge>,
+    /// The broadcaster's heartbeat and figures, read by readers for `/healthz` and `/metrics`.
+    metrics: Arc<metrics::Shared>,
+    /// Tests: how many of the next reader threads get a stack no OS can map, so that std's
+    /// `Builder::spawn` really fails for them.
+    #[cfg(test)]
+    failing_spawns: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Server {
@@ -153,6 +164,7 @@ impl Server {
         config
             .validate()
             .map_err(|msg| io::Error::new(ErrorKind::InvalidInput, msg))?;
+        let config = fit_to_the_os(config);
         let (rooms, history_file) = match &config.history_file {
             Some(path) => {
                 let in_file =
@@ -184,6 +196,9 @@ impl Server {
             rooms,
             history_file,
             cluster,
+            metrics: Arc::default(),
+            #[cfg(test)]
+            failing_spawns: Arc::default(),
         })
     }
 
@@ -227,8 +242,16 @@ impl Server {
     /// returns.
     pub fn run(mut self) -> io::Result<()> {
         let (events, receiver) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
-        check_open_file_limit(self.config.max_clients);
         let rooms = std::mem::replace(&mut self.rooms, Rooms::new(1, 0, Default::default()));
+        // The history file's own thread: the broadcaster only queues lines for it.
+        let (history, history_writer) = match self.history_file.take() {
+            Some(file) => {
+                let (queue, thread) =
+                    history_writer::spawn(file, rooms.all_history(), &self.config)?;
+                (Some(queue), Some(thread))
+            }
+            None => (None, None),
+        };
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
         let (outlet, bridge) = match self.cluster.take() {
             Some(b) => b
@@ -236,8 +259,9 @@ impl Server {
                 .map(|(o, t)| (Some(o), Some(t)))?,
             None => (None, None),
         };
-        let broadcaster = Broadcaster::new(self.config.clone(), chat, self.history_file.take())
-            .with_cluster(outlet);
+        let broadcaster =
+            Broadcaster::new(self.config.clone(), chat, history, self.metrics.clone())
+                .with_cluster(outlet);
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -271,6 +295,10 @@ impl Server {
         let _ = events.send(Event::Shutdown);
         drop(events);
         let broadcaster_ok = broadcaster.join().is_ok();
+        // The broadcaster's end of the history queue is gone: the writer syncs and ends.
+        if history_writer.is_some_and(|writer| writer.join().is_err()) {
+            error!("the history writer panicked");
+        }
         if let Some(bridge) = bridge {
             bridge.join();
         }
@@ -300,7 +328,8 @@ impl Server {
                 "#{id} {peer} refused: {} connections open",
                 self.config.max_clients
             );
-            refuse_full(&stream, self.config.max_clients);
+            let max = self.config.max_clients;
+            refuse(&stream, &format!("server full: {max} connections open"));
             return;
         }
         let stream = Arc::new(stream);
@@ -311,29 +340,50 @@ impl Server {
         };
         let config = self.config.clone();
         let events = events.clone();
+        let metrics = self.metrics.clone();
+        let reply_to = stream.clone();
+        // Builder::spawn, never thread::spawn: a thread the OS will not start is an error
+        // for this connection alone, not a panic.
         let spawned = thread::Builder::new()
             .name(format!("client-{id}"))
-            .stack_size(CLIENT_STACK_BYTES)
+            .stack_size(self.reader_stack_bytes())
             .spawn(move || {
                 let _deregister = deregister;
-                reader::run(id, stream, peer, &config, &events);
+                reader::run(id, stream, peer, &config, &events, &metrics);
             });
         if let Err(e) = spawned {
             // The closure (and its Deregister) was dropped with the error.
             warn!("#{id} {peer} refused: cannot start a thread: {e}");
+            refuse(
+                &reply_to,
+                "server busy: no thread for this connection, try again",
+            );
         }
+    }
+
+    /// The stack a new reader gets: in tests, one no OS can map, when a failure was asked for.
+    fn reader_stack_bytes(&self) -> usize {
+        #[cfg(test)]
+        if self
+            .failing_spawns
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return UNMAPPABLE_STACK_BYTES;
+        }
+        CLIENT_STACK_BYTES
     }
 }
 
 /// Answers 503 at once, from the listener's thread, without reading a request: the server is
-/// full and must not spend a thread on it.
-fn refuse_full(stream: &TcpStream, max: usize) {
+/// full (or out of threads) and must not spend a thread on it.
+fn refuse(stream: &TcpStream, why: &str) {
     let _ = stream.set_nonblocking(true);
     // Read what already arrived, so closing does not turn into a reset that could destroy
     // the response before the client reads it.
     let mut scratch = [0u8; 2048];
     let _ = (&*stream).read(&mut scratch);
-    let _ = http::write_error(stream, 503, &format!("server full: {max} connections open"));
+    let _ = http::write_error(stream, 503, why);
     let _ = stream.shutdown(Shutdown::Write);
 }
 
@@ -426,17 +476,94 @@ impl Drop for RunningServer {
     }
 }
 
-/// Each connection holds a file descriptor: raise the soft limit (often 1024) to the hard
-/// one, and warn when even that is too low for `max_clients`.
-fn check_open_file_limit(max_clients: usize) {
-    let Some(limit) = platform::raise_open_file_limit() else {
-        return;
-    };
-    let needed = (max_clients as u64).saturating_add(SPARE_FDS);
-    if limit < needed {
-        warn!(
-            "the open-file limit is {limit}, below the {needed} that --max-clients {max_clients} \
-             needs: connections past it will fail (raise it with `ulimit -n` or LimitNOFILE=)"
+/// Raises the soft open-file limit to the hard one (often 1024 against 1,048,576), then fits
+/// `max_clients` under what the OS allows one process, with one warning when it is lowered.
+fn fit_to_the_os(mut config: Config) -> Config {
+    platform::raise_open_file_limit();
+    let limits = platform::process_limits();
+    let (max_clients, warning) =
+        ceiling::fit_max_clients(config.max_clients, &limits, CLIENT_STACK_BYTES);
+    if let Some(warning) = warning {
+        warn!("{warning}");
+    }
+    config.max_clients = max_clients;
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The next text message, skipping pings.
+    fn next_text(ws: &mut tungstenite::WebSocket<impl Read + io::Write>) -> String {
+        loop {
+            match ws.read().expect("a message") {
+                tungstenite::Message::Text(text) => return text.to_string(),
+                _ => continue,
+            }
+        }
+    }
+
+    /// On Linux the map count alone sets a ceiling: a --max-clients far above it is lowered
+    /// when the server binds.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_max_clients_past_what_the_os_allows_is_lowered_at_bind() {
+        let config = Config {
+            bind: Ipv4Addr::LOCALHOST.into(),
+            port: 0,
+            max_clients: 100_000_000,
+            ..Config::default()
+        };
+        let server = Server::bind(config).unwrap();
+        let limits = platform::process_limits();
+        let expected = ceiling::ceiling(&limits, CLIENT_STACK_BYTES).unwrap().0;
+        assert!(server.config.max_clients < 100_000_000);
+        assert!(
+            server.config.max_clients.abs_diff(expected) < 100,
+            "{expected}"
         );
+    }
+
+    /// A reader thread the OS refuses (std's `Builder::spawn` returns an error) costs only
+    /// its own connection: it gets 503, its slot is freed, and everyone else chats on.
+    #[test]
+    fn a_reader_thread_that_cannot_start_costs_only_its_own_connection() {
+        let config = Config {
+            bind: Ipv4Addr::LOCALHOST.into(),
+            port: 0,
+            max_clients: 2,
+            ..Config::default()
+        };
+        let server = Server::bind(config).unwrap();
+        let failing = server.failing_spawns.clone();
+        let server = server.spawn().unwrap();
+        let url = |name: &str| format!("ws://{}/?name={name}", server.local_addr());
+        let (mut ada, _) = tungstenite::connect(url("ada")).expect("ada connects");
+        assert!(next_text(&mut ada).contains("ada comes in"));
+
+        failing.store(1, Ordering::SeqCst);
+        match tungstenite::connect(url("bob")) {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 503);
+                let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[]));
+                assert!(body.contains("no thread"), "{body}");
+            }
+            other => panic!("bob should get 503, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(
+            failing.load(Ordering::SeqCst),
+            0,
+            "bob's thread was refused"
+        );
+
+        // With max_clients 2, cy gets in only if bob's failed slot was given back.
+        let (mut cy, _) = tungstenite::connect(url("cy")).expect("cy connects");
+        assert!(next_text(&mut cy).contains("cy comes in"));
+        assert!(next_text(&mut ada).contains("cy comes in"));
+        ada.send(tungstenite::Message::text("still here")).unwrap();
+        assert!(next_text(&mut cy).contains("still here"));
+        drop((ada, cy));
+        server.stop().unwrap();
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use wschat::config::{self, Config};
+use wschat::config::{self, Config, MetricsAccess};
 
 /// A small, fast, blocking WebSocket chat server with its own chat page.
 ///
@@ -46,6 +46,16 @@ struct Cli {
     #[arg(long, env = "WSCHAT_WWW", value_name = "DIR", help_heading = "Chat")]
     www: Option<PathBuf>,
 
+    /// Send the built-in page's strict Content-Security-Policy with --www pages too (no inline
+    /// scripts, nothing from other hosts); without it they get none, as from any static server
+    #[arg(long, env = "WSCHAT_WWW_STRICT_CSP", help_heading = "Chat")]
+    www_strict_csp: bool,
+
+    /// Do not relay socket.io events other than `message` (emit('typing', …)) to the sender's
+    /// room; the sender gets a `custom-events-off` notice instead
+    #[arg(long, env = "WSCHAT_NO_CUSTOM_EVENTS", help_heading = "Chat")]
+    no_custom_events: bool,
+
     /// Chat lines each room replays to newcomers; 0 turns history off
     #[arg(long, env = "WSCHAT_HISTORY", value_name = "N", default_value_t = config::DEFAULT_HISTORY_LINES, help_heading = "Chat")]
     history: usize,
@@ -59,6 +69,11 @@ struct Cli {
         help_heading = "Chat"
     )]
     history_file: Option<PathBuf>,
+
+    /// Seconds an appended history line may wait to be synced to disk (fdatasync); 0 syncs
+    /// after every write. A power cut can lose the lines of this last interval
+    #[arg(long, env = "WSCHAT_HISTORY_SYNC_INTERVAL", value_name = "SECS", default_value_t = SecsOrZero(Duration::from_millis(config::DEFAULT_HISTORY_SYNC_INTERVAL_MS)), help_heading = "Chat")]
+    history_sync_interval: SecsOrZero,
 
     /// Rooms at once; past it an idle room is forgotten to make space
     #[arg(long, env = "WSCHAT_MAX_ROOMS", value_name = "N", default_value_t = config::DEFAULT_MAX_ROOMS, help_heading = "Chat")]
@@ -137,6 +152,10 @@ struct Cli {
         help_heading = "Cluster"
     )]
     redis_optional: bool,
+    /// GET /metrics (Prometheus text format): on, loopback (127.0.0.1 and ::1 only) or off;
+    /// /healthz is always served
+    #[arg(long, env = "WSCHAT_METRICS", value_name = "on|loopback|off", default_value_t = MetricsAccess::On, help_heading = "Network")]
+    metrics: MetricsAccess,
 
     /// error, warn, info, debug (every frame in and out) or trace [default: info, or RUST_LOG]
     #[arg(
@@ -146,6 +165,11 @@ struct Cli {
         help_heading = "Logging"
     )]
     log_level: Option<LevelFilter>,
+
+    /// Also print a QR code of the first address other machines can open, for phones in a
+    /// classroom
+    #[arg(long, env = "WSCHAT_QR", help_heading = "Logging")]
+    qr: bool,
 }
 
 fn main() -> ExitCode {
@@ -154,18 +178,21 @@ fn main() -> ExitCode {
         .log_level
         .or_else(|| std::env::var("RUST_LOG").ok()?.parse().ok())
         .unwrap_or(LevelFilter::Info);
-    simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init()
-        .expect("logger set once");
+    init_logging(level);
 
-    let (bind, port) = (cli.bind, cli.port);
+    let (bind, port, qr) = (cli.bind, cli.port, cli.qr);
     let config = cli.into_config();
     if let Some(dir) = &config.www_dir {
         if !dir.is_dir() {
             eprintln!("wschat: --www {}: not a directory", dir.display());
             return ExitCode::from(2);
+        }
+        if !config.www_strict_csp {
+            log::info!(
+                "serving {} with no Content-Security-Policy, as a static server would, so its \
+                 inline and CDN scripts run (--www-strict-csp sends the built-in page's)",
+                dir.display()
+            );
         }
     }
     let server = match wschat::Server::bind(config) {
@@ -183,7 +210,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    log_urls(server.local_addr());
+    log_urls(server.local_addr(), qr);
     stop_on_signals(server.stop_handle());
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -200,6 +227,8 @@ impl Cli {
             bind: self.bind,
             port: self.port,
             www_dir: self.www,
+            www_strict_csp: self.www_strict_csp,
+            relay_custom_events: !self.no_custom_events,
             max_clients: self.max_clients,
             max_message_bytes: self.max_message_bytes,
             echo_max_message_bytes: self.echo_max_message_bytes,
@@ -216,25 +245,98 @@ impl Cli {
             shutdown_grace: self.shutdown_grace.0,
             history: self.history,
             history_file: self.history_file,
+            history_sync_interval: self.history_sync_interval.0,
             max_rooms: self.max_rooms,
             redis: self.redis,
             redis_optional: self.redis_optional,
+            metrics: self.metrics,
             ..Config::default()
         }
     }
 }
 
-/// Where to point a browser.
-fn log_urls(addr: SocketAddr) {
+/// Where to point a browser: here, and from other machines (every interface's address when
+/// bound to all of them), with `--qr` a QR code of the first on stdout.
+fn log_urls(addr: SocketAddr, qr: bool) {
     let port = addr.port();
+    let mut first = None;
     if addr.ip().is_unspecified() {
-        log::info!("open http://localhost:{port}/ (or http://<this machine's address>:{port}/)");
+        log::info!("open http://localhost:{port}/ on this machine");
+        match wschat::share::urls(addr) {
+            Ok(urls) if urls.is_empty() => {
+                log::warn!("no network interface has an address other machines can reach")
+            }
+            Ok(urls) => {
+                for u in &urls {
+                    log::info!("open {} from another machine ({})", u.url, u.interface);
+                }
+                first = urls.into_iter().next().map(|u| u.url);
+            }
+            Err(e) => log::warn!("cannot list the network interfaces: {e}"),
+        }
     } else {
         log::info!("open http://{addr}/");
+        first = (!addr.ip().is_loopback()).then(|| format!("http://{addr}/"));
     }
     log::info!(
         "WebSocket endpoints: ws://…:{port}/ (chat), /echo, /scream, /socket.io/ (socket.io clients)"
     );
+    if qr {
+        match first {
+            Some(url) => println!("{url}\n{}", wschat::share::qr_code(&url)),
+            None => log::warn!("--qr: no address another machine can open (bound to {addr})"),
+        }
+    }
+}
+
+/// Under systemd (`JOURNAL_STREAM` is set when stderr is the journal) each line starts with
+/// its syslog priority instead of a timestamp: journald stamps lines itself, and the priority
+/// makes `journalctl` show warnings and errors in colour and filter them (`-p warning`).
+/// Elsewhere, simple_logger's lines with UTC timestamps.
+fn init_logging(level: LevelFilter) {
+    if std::env::var_os("JOURNAL_STREAM").is_none() {
+        simple_logger::SimpleLogger::new()
+            .with_level(level)
+            .with_utc_timestamps()
+            .init()
+            .expect("logger set once");
+        return;
+    }
+    log::set_boxed_logger(Box::new(JournalLogger { level })).expect("logger set once");
+    log::set_max_level(level);
+}
+
+/// The log for journald: `<4>WARN  [wschat::broadcaster] …`, one write per line.
+struct JournalLogger {
+    level: LevelFilter,
+}
+
+impl log::Log for JournalLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        // sd-daemon(3)'s prefixes: <3> err, <4> warning, <6> info, <7> debug.
+        let priority = match record.level() {
+            log::Level::Error => 3,
+            log::Level::Warn => 4,
+            log::Level::Info => 6,
+            log::Level::Debug | log::Level::Trace => 7,
+        };
+        let line = format!(
+            "<{priority}>{:<5} [{}] {}\n",
+            record.level(),
+            record.target(),
+            record.args()
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }
+
+    fn flush(&self) {}
 }
 
 /// SIGINT and SIGTERM start a graceful shutdown; a second one exits at once.
@@ -276,6 +378,29 @@ impl std::str::FromStr for Secs {
 }
 
 impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+/// A flag value in seconds where 0 means "at once" (fractions allowed).
+#[derive(Debug, Clone, Copy)]
+struct SecsOrZero(Duration);
+
+impl std::str::FromStr for SecsOrZero {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SecsOrZero, String> {
+        let v: f64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(0.0..1e9).contains(&v) {
+            return Err(format!("{s} must be 0 or more seconds"));
+        }
+        Ok(SecsOrZero(Duration::from_secs_f64(v)))
+    }
+}
+
+impl std::fmt::Display for SecsOrZero {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0.as_secs_f64())
     }

@@ -4,6 +4,7 @@
 //! Each one says what it does where the OS has no such thing: Linux gets all of them; other
 //! Unix systems (macOS, the BSDs) get the write path and the limits, but keep their stacks and
 //! their allocator's free memory; elsewhere the server refuses to start (`check_supported`).
+//! The limits include what bounds one node's connections (`process_limits`, for `ceiling`).
 
 #![allow(unsafe_code)]
 
@@ -12,6 +13,7 @@ use std::net::{TcpListener, TcpStream};
 
 /// Stack the read loop touches after the handshake (release build, measured with
 /// `bench/thread_stacks.py`): the stack release only pays where a page is no larger.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) const READ_LOOP_STACK_BYTES: usize = 8 * 1024;
 
 /// `Ok` where the broadcaster's write path works: a `send` that never blocks on a socket that
@@ -123,6 +125,10 @@ pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: u32) {
     let _ = (listener, backlog);
 }
 
+/// OPEN_MAX in macOS's <sys/syslimits.h>: the highest soft open-file limit setrlimit takes.
+#[cfg(target_vendor = "apple")]
+const APPLE_OPEN_MAX: libc::rlim_t = 10_240;
+
 /// Raises the soft open-file limit to the hard one, and returns the limit now in force
 /// (`None` where there is no such limit, or it cannot be read).
 pub(crate) fn raise_open_file_limit() -> Option<u64> {
@@ -138,7 +144,14 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
                 return None;
             }
             if limit.rlim_cur < limit.rlim_max {
+                let soft = limit.rlim_cur;
                 limit.rlim_cur = limit.rlim_max;
+                // macOS refuses a soft limit above OPEN_MAX when the hard one is "unlimited".
+                #[cfg(target_vendor = "apple")]
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    limit.rlim_cur = limit.rlim_max.min(APPLE_OPEN_MAX).max(soft);
+                }
+                let _ = soft;
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                     libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
                 }
@@ -150,6 +163,95 @@ pub(crate) fn raise_open_file_limit() -> Option<u64> {
     #[cfg(not(unix))]
     None
 }
+
+/// What the OS lets this process hold, for one node's ceiling (`ceiling`): each limit is
+/// `None` where the OS has no such limit, it is unlimited, or it cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProcessLimits {
+    /// `vm.max_map_count`: memory mappings per process (Linux).
+    pub map_count: Option<u64>,
+    /// Mappings this process holds already (Linux: lines of /proc/self/maps).
+    pub maps_in_use: Option<u64>,
+    /// `kernel.threads-max`: threads on the whole system (Linux).
+    pub threads_max: Option<u64>,
+    /// `kernel.pid_max`: every thread takes a pid, system-wide (Linux).
+    pub pid_max: Option<u64>,
+    /// `RLIMIT_NPROC`: processes and threads of this user (the kernel ignores it for root).
+    pub user_processes: Option<u64>,
+    /// `RLIMIT_NOFILE`, the soft limit in force (after `raise_open_file_limit`).
+    pub open_files: Option<u64>,
+    /// On a 32-bit host, the address space a process can map: about 3 GiB, less if
+    /// `RLIMIT_AS` says so. `None` on 64-bit hosts, where it is no limit.
+    pub address_space_bytes: Option<u64>,
+}
+
+/// User address space of a 32-bit Linux process (the 3/1 split Raspberry Pi OS uses).
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+const ADDRESS_SPACE_32_BIT_BYTES: u64 = 3 << 30;
+
+/// Reads the limits that bound how many reader threads and sockets this process can hold.
+pub(crate) fn process_limits() -> ProcessLimits {
+    let address_space = cfg!(target_pointer_width = "32").then_some(ADDRESS_SPACE_32_BIT_BYTES);
+    #[cfg(unix)]
+    {
+        let root = {
+            // SAFETY: getuid only reads the caller's real user id.
+            unsafe { libc::getuid() == 0 }
+        };
+        ProcessLimits {
+            map_count: read_proc_number("/proc/sys/vm/max_map_count"),
+            maps_in_use: std::fs::read_to_string("/proc/self/maps")
+                .ok()
+                .map(|maps| maps.lines().count() as u64),
+            threads_max: read_proc_number("/proc/sys/kernel/threads-max"),
+            pid_max: read_proc_number("/proc/sys/kernel/pid_max"),
+            user_processes: if root {
+                None
+            } else {
+                soft_limit(libc::RLIMIT_NPROC)
+            },
+            open_files: soft_limit(libc::RLIMIT_NOFILE),
+            address_space_bytes: match (address_space, soft_limit(libc::RLIMIT_AS)) {
+                (Some(space), Some(limit)) => Some(space.min(limit)),
+                (space, _) => space,
+            },
+        }
+    }
+    #[cfg(not(unix))]
+    ProcessLimits {
+        address_space_bytes: address_space,
+        ..ProcessLimits::default()
+    }
+}
+
+/// A number in a /proc file, such as `/proc/sys/vm/max_map_count`.
+#[cfg(unix)]
+fn read_proc_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A resource's soft limit; `None` when unlimited or unreadable.
+#[cfg(unix)]
+fn soft_limit(resource: RlimitResource) -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct given; nothing else.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)] // rlim_t is u32 on some 32-bit targets
+    u64::try_from(limit.rlim_cur).ok()
+}
+
+/// getrlimit's resource argument: a distinct type on glibc, a c_int elsewhere.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+type RlimitResource = libc::c_int;
 
 /// Gives back to the OS the stack pages a reader's handshake touched below the frames still
 /// in use. A reader then waits in `read` for hours with a shallow stack; without this, the
@@ -164,7 +266,13 @@ pub(crate) fn release_unused_stack() {
         let Some((low, size)) = current_stack() else {
             return;
         };
-        let Some(len) = releasable_bytes(low, size, deepest_in_use, page_bytes()) else {
+        let Some(len) = releasable_bytes(
+            low,
+            size,
+            deepest_in_use,
+            page_bytes(),
+            READ_LOOP_STACK_BYTES,
+        ) else {
             return;
         };
         // SAFETY: `[low, low + len)` is whole pages of this thread's own stack mapping, all
@@ -205,11 +313,17 @@ fn current_stack() -> Option<(usize, usize)> {
 
 /// How many bytes from the bottom of a stack `[low, low + size)` may be released: the whole
 /// pages below the page that holds `deepest_in_use`. `None` when there are none, when the
-/// inputs make no sense, or when a page is larger than what the read loop touches (the loop
-/// would fault the page straight back in).
+/// inputs make no sense, or when a page is larger than `read_loop_bytes`, the stack the read
+/// loop touches (it would fault the page straight back in, for nothing).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn releasable_bytes(low: usize, size: usize, deepest_in_use: usize, page: usize) -> Option<usize> {
-    if !page.is_power_of_two() || page > READ_LOOP_STACK_BYTES || low == 0 || low % page != 0 {
+fn releasable_bytes(
+    low: usize,
+    size: usize,
+    deepest_in_use: usize,
+    page: usize,
+    read_loop_bytes: usize,
+) -> Option<usize> {
+    if !page.is_power_of_two() || page > read_loop_bytes || low == 0 || low % page != 0 {
         return None;
     }
     let high = deepest_in_use & !(page - 1);
@@ -225,55 +339,93 @@ fn callee_stack_address() -> usize {
     std::hint::black_box(std::ptr::addr_of!(here)) as usize
 }
 
+// ---- Durable files (the history writer) ------------------------------------------------
+
+/// Makes a rename in `dir` durable: fsync of the directory, where a directory can be opened
+/// and synced (Unix). Elsewhere (Windows) it does nothing: NTFS journals the rename itself.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const KIB: usize = 1024;
+    /// A read loop that touches more than any page here, to test the boundary alone.
+    const DEEP_LOOP_BYTES: usize = 64 * KIB;
 
-    /// Whatever the page size, nothing at or above the page holding the deepest live byte is
-    /// released, and what is released is whole pages.
+    /// The boundary is the page holding the deepest live byte, in the system's page size: with
+    /// a 4 KiB constant (the arithmetic before sysconf), a 16 KiB page released 100 KiB here
+    /// instead of 96, the live frames between 96 and 100 KiB included.
     #[test]
-    fn the_release_stops_below_the_page_in_use() {
-        let size = 128 * KIB;
+    fn the_release_stops_at_the_page_in_use_for_4_16_and_64_kib_pages() {
+        let size = 256 * KIB;
+        let low = 0x7f00_0000_0000 - size; // page-aligned for every size here
+        let deepest = low + 100 * KIB + 4000;
+        for (page, released) in [
+            (4 * KIB, 100 * KIB),
+            (16 * KIB, 96 * KIB),
+            (64 * KIB, 64 * KIB),
+        ] {
+            assert_eq!(
+                releasable_bytes(low, size, deepest, page, DEEP_LOOP_BYTES),
+                Some(released),
+                "{} KiB pages",
+                page / KIB
+            );
+        }
+    }
+
+    /// Whatever the page size and depth, what is released is whole pages, all below the page
+    /// in use.
+    #[test]
+    fn the_release_never_reaches_the_page_in_use() {
+        let size = 256 * KIB;
+        let low = 0x7f00_0000_0000 - size;
         for page in [4 * KIB, 16 * KIB, 64 * KIB] {
-            let low = 0x7f00_0000_0000 - size; // page-aligned for every size here
-            for deepest in [low + 20 * KIB + 100, low + 100 * KIB + 4000, low + size - 1] {
-                let Some(len) = releasable_bytes(low, size, deepest, page) else {
-                    continue;
-                };
-                assert_eq!(len % page, 0, "{page}: not whole pages");
+            for offset in (0..size).step_by(1000) {
+                let deepest = low + offset;
                 let page_in_use = deepest - deepest % page;
-                assert!(low + len <= page_in_use, "{page}: released live frames");
+                match releasable_bytes(low, size, deepest, page, DEEP_LOOP_BYTES) {
+                    Some(len) => {
+                        assert_eq!(len % page, 0, "{page}: not whole pages");
+                        assert_eq!(low + len, page_in_use, "{page} at {offset}");
+                    }
+                    None => assert_eq!(page_in_use, low, "{page} at {offset}: nothing released"),
+                }
             }
         }
     }
 
+    /// With the read loop's real depth (8 KiB), 4 KiB pages are released as before, and 16 or
+    /// 64 KiB pages are left alone: the loop would touch the page again at once.
     #[test]
-    fn four_kib_pages_release_everything_below_the_page_in_use() {
-        let (low, size) = (0x10_0000, 128 * KIB);
-        let deepest = low + 100 * KIB + 123;
-        assert_eq!(
-            releasable_bytes(low, size, deepest, 4 * KIB),
-            Some(100 * KIB)
-        );
-    }
-
-    #[test]
-    fn pages_larger_than_the_read_loop_needs_are_left_alone() {
+    fn pages_larger_than_the_read_loop_touches_are_left_alone() {
         let (low, size) = (0x100_0000, 256 * KIB);
         let deepest = low + 200 * KIB + 5;
-        assert_eq!(releasable_bytes(low, size, deepest, 16 * KIB), None);
-        assert_eq!(releasable_bytes(low, size, deepest, 64 * KIB), None);
+        let release = |page| releasable_bytes(low, size, deepest, page, READ_LOOP_STACK_BYTES);
+        assert_eq!(release(4 * KIB), Some(200 * KIB));
+        assert_eq!(release(16 * KIB), None);
+        assert_eq!(release(64 * KIB), None);
     }
 
     #[test]
     fn nonsense_is_left_alone() {
         let size = 128 * KIB;
-        assert_eq!(releasable_bytes(0, size, 100, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4097, size, 100 * KIB, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4 * KIB, size, 4 * KIB + 5, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4 * KIB, size, 1 << 30, 4 * KIB), None);
-        assert_eq!(releasable_bytes(4 * KIB, size, 100 * KIB, 3000), None);
+        let release = |low, deepest, page| releasable_bytes(low, size, deepest, page, 8 * KIB);
+        assert_eq!(release(0, 100, 4 * KIB), None);
+        assert_eq!(release(4097, 100 * KIB, 4 * KIB), None);
+        assert_eq!(release(4 * KIB, 4 * KIB + 5, 4 * KIB), None);
+        assert_eq!(release(4 * KIB, 1 << 30, 4 * KIB), None);
+        assert_eq!(release(4 * KIB, 100 * KIB, 3000), None);
     }
 }

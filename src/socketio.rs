@@ -17,6 +17,9 @@
 //! | `EIO=4` | socket.io-client v3 and v4 (Socket.IO protocol 5) | the server sends `2`, the client answers `3` | the client sends `40`, the server answers `40{"sid":…}` |
 //! | `EIO=3` | socket.io-client v2 (Socket.IO protocol 4) | the client sends `2`, the server answers `3` | the server sends `40` unasked, after the open packet |
 //!
+//! Events other than `message` (`emit('typing', true)`) become [`Step::Relay`], for the
+//! others in the sender's room, unless their name is the chat's or socket.io's own.
+//!
 //! Not supported: HTTP long-polling (so no `sid` upgrades), binary attachments, namespaces
 //! other than `/` (a CONNECT to one gets a CONNECT_ERROR).
 
@@ -337,6 +340,16 @@ pub(crate) enum Step {
     Say { text: String, ack: Option<String> },
     /// `emit('message', …)` with something other than a string.
     NotText,
+    /// `emit('typing', true)`: any other event, for the others in the sender's room. `args`
+    /// is the arguments' JSON without the array's brackets (empty for none); `ack` as for
+    /// `Say`.
+    Relay {
+        event: String,
+        args: String,
+        ack: Option<String>,
+    },
+    /// An event that cannot be relayed (a reserved name): a notice for the sender.
+    Refuse { code: &'static str, text: String },
     /// Engine.IO close: end the connection.
     Close,
 }
@@ -438,7 +451,7 @@ impl Session {
             }
             Packet::Event { ack, mut args, .. } => {
                 if args[0] != "message" {
-                    return Ok(Step::Nothing);
+                    return Ok(custom_event(args, ack));
                 }
                 match args.get_mut(1).map(Value::take) {
                     Some(Value::String(text)) => Step::Say {
@@ -450,6 +463,52 @@ impl Session {
             }
             _ => Step::Nothing,
         })
+    }
+}
+
+/// Event names a client may not relay: the chat's own, which the others would take for the
+/// server's, and those socket.io clients keep for themselves (a relayed `disconnect` would
+/// fire the others' handlers).
+const RESERVED_EVENTS: [&str; 13] = [
+    "action",
+    "enter",
+    "leave",
+    "notice",
+    "private",
+    "rename",
+    "welcome",
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// An EVENT other than `message`: relayed unless its name is reserved or not a string.
+fn custom_event(mut args: Vec<Value>, ack: Option<u64>) -> Step {
+    let event = match args.remove(0) {
+        Value::String(name) if !RESERVED_EVENTS.contains(&name.as_str()) => name,
+        Value::String(name) => {
+            return Step::Refuse {
+                code: "event-reserved",
+                text: format!(
+                    "{name} is the server's or socket.io's own event: pick another name."
+                ),
+            }
+        }
+        _ => {
+            return Step::Refuse {
+                code: "usage",
+                text: "An event's name must be a string.".into(),
+            }
+        }
+    };
+    let json = serde_json::to_string(&args).expect("serializing to a String cannot fail");
+    Step::Relay {
+        event,
+        args: json[1..json.len() - 1].to_string(),
+        ack: ack.map(ack_packet),
     }
 }
 
@@ -731,7 +790,43 @@ mod tests {
         );
         assert_eq!(s.on_text(r#"42["message",5]"#), Ok(Step::NotText));
         assert_eq!(s.on_text(r#"42["message"]"#), Ok(Step::NotText));
-        assert_eq!(s.on_text(r#"42["typing",true]"#), Ok(Step::Nothing));
+        assert_eq!(
+            s.on_text(r#"42["typing",true]"#),
+            Ok(Step::Relay {
+                event: "typing".into(),
+                args: "true".into(),
+                ack: None
+            })
+        );
+        assert_eq!(
+            s.on_text(r#"423["move",{"x":1},[2]]"#),
+            Ok(Step::Relay {
+                event: "move".into(),
+                args: r#"{"x":1},[2]"#.into(),
+                ack: Some("433[]".into())
+            })
+        );
+        assert_eq!(
+            s.on_text(r#"42["wave"]"#),
+            Ok(Step::Relay {
+                event: "wave".into(),
+                args: String::new(),
+                ack: None
+            })
+        );
+        for name in [r#""enter""#, r#""disconnect""#, r#""notice""#] {
+            assert!(matches!(
+                s.on_text(&format!("42[{name},1]")),
+                Ok(Step::Refuse {
+                    code: "event-reserved",
+                    ..
+                })
+            ));
+        }
+        assert!(matches!(
+            s.on_text("42[7,1]"),
+            Ok(Step::Refuse { code: "usage", .. })
+        ));
         assert_eq!(s.on_text("431[]"), Ok(Step::Nothing));
         assert_eq!(code(s.clone().on_text("40")), 1002); // twice
         assert_eq!(code(s.clone().on_text("2")), 1002); // wrong direction

@@ -1,9 +1,10 @@
 //! Static page: answers plain HTTP GET and HEAD requests with the files of `www/`.
 //!
 //! Owns the table of files embedded at build time (see `build.rs`) and the rules for mapping
-//! a request path to a file: no directory listings, nothing outside the directory. Called by
-//! a client reader on a connection that did not ask for a WebSocket; writes only that
-//! connection's HTTP response.
+//! a request path to a file: no directory listings, nothing outside the directory; and the
+//! headers each page gets: the built-in page's strict Content-Security-Policy, and none for
+//! pages from `--www DIR` (unless `--www-strict-csp`). Called by a client reader on a
+//! connection that did not ask for a WebSocket; writes only that connection's HTTP response.
 
 use std::fs;
 use std::net::TcpStream;
@@ -36,6 +37,27 @@ const HTML_SECURITY_HEADERS: &str =
      img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'\r\n\
      Referrer-Policy: no-referrer\r\n";
 
+/// The tutorial's socket.io page, written the usual way: an inline script and the client
+/// library from a CDN. Its built-in copy gets a policy that allows exactly those (and
+/// long-polling XHRs to `?server=`), so it runs without `--www`.
+const SOCKETIO_PAGE: &str = "socketio.html";
+const SOCKETIO_PAGE_HEADERS: &str = "Content-Security-Policy: default-src 'self'; \
+     script-src 'self' 'unsafe-inline' https://cdnjs.cloudflare.com; \
+     connect-src 'self' ws: wss: http: https:; img-src 'self' data:; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'\r\n\
+     Referrer-Policy: no-referrer\r\n";
+
+/// The security headers of an HTML file. Pages from `--www DIR` are the user's own: they get
+/// what any static server (`python3 -m http.server`) sends, no policy, so their inline
+/// scripts and CDN scripts run; `--www-strict-csp` gives them the built-in page's instead.
+fn html_headers(rel: &str, config: &Config) -> &'static str {
+    match (&config.www_dir, rel) {
+        (Some(_), _) if !config.www_strict_csp => "",
+        (None, SOCKETIO_PAGE) => SOCKETIO_PAGE_HEADERS,
+        _ => HTML_SECURITY_HEADERS,
+    }
+}
+
 /// Answers one plain HTTP request; returns the status sent, for the log.
 pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, config: &Config) -> u16 {
     let send_body = match head.method.as_str() {
@@ -63,11 +85,10 @@ pub(crate) fn serve(stream: &TcpStream, head: &RequestHead, config: &Config) -> 
         return 404;
     };
     let content_type = content_type(&rel);
-    let extra = if content_type.starts_with("text/html") {
-        HTML_SECURITY_HEADERS.to_string() + "Cache-Control: no-cache\r\n"
-    } else {
-        "Cache-Control: no-cache\r\n".to_string()
-    };
+    let mut extra = String::from("Cache-Control: no-cache\r\n");
+    if content_type.starts_with("text/html") {
+        extra.insert_str(0, html_headers(&rel, config));
+    }
     let _ = http::write_response(stream, 200, content_type, &extra, &body, send_body);
     200
 }
@@ -181,8 +202,33 @@ mod tests {
     }
 
     #[test]
+    fn the_strict_policy_stays_on_the_built_in_page_only() {
+        let built_in = Config::default();
+        assert_eq!(html_headers("index.html", &built_in), HTML_SECURITY_HEADERS);
+        assert!(html_headers(SOCKETIO_PAGE, &built_in).contains("'unsafe-inline'"));
+        let www = Config {
+            www_dir: Some("www".into()),
+            ..Config::default()
+        };
+        assert_eq!(html_headers("index.html", &www), "");
+        assert_eq!(html_headers(SOCKETIO_PAGE, &www), "");
+        let strict = Config {
+            www_strict_csp: true,
+            ..www
+        };
+        assert_eq!(html_headers("index.html", &strict), HTML_SECURITY_HEADERS);
+        assert_eq!(html_headers(SOCKETIO_PAGE, &strict), HTML_SECURITY_HEADERS);
+    }
+
+    #[test]
     fn the_embedded_page_is_complete() {
-        for file in ["index.html", "chat.js", "chat.css", "config.js"] {
+        for file in [
+            "index.html",
+            "chat.js",
+            "chat.css",
+            "config.js",
+            SOCKETIO_PAGE,
+        ] {
             assert!(
                 embedded(file).is_some_and(|b| !b.is_empty()),
                 "{file} is embedded"

@@ -167,3 +167,44 @@ fn www_flag_serves_a_directory_from_disk_without_listings_or_escapes() {
     assert_eq!(http_get(addr, "/../").0, 404);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn pages_from_www_get_no_policy_and_the_built_in_page_keeps_its_own() {
+    let dir = std::env::temp_dir().join(format!("wschat-www-csp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<script>go()</script>").unwrap();
+    let policy = |addr, path| {
+        let (status, head, _) = http_get(addr, path);
+        assert_eq!(status, 200, "{path}: {head}");
+        head.lines()
+            .find_map(|l| l.strip_prefix("Content-Security-Policy: "))
+            .map(str::to_string)
+    };
+    // --www: the user's own page, served as any static server would (its inline script runs).
+    let www = start(wschat::Config {
+        www_dir: Some(dir.clone()),
+        ..test_config()
+    });
+    assert_eq!(policy(www.local_addr(), "/"), None);
+    // --www-strict-csp: the built-in page's policy on them too.
+    let strict = start(wschat::Config {
+        www_dir: Some(dir.clone()),
+        www_strict_csp: true,
+        ..test_config()
+    });
+    let strict_policy = policy(strict.local_addr(), "/").expect("a policy");
+    assert!(
+        strict_policy.starts_with("default-src 'self';"),
+        "{strict_policy}"
+    );
+    assert!(!strict_policy.contains("unsafe-inline"), "{strict_policy}");
+    // The built-in page: strict; its socket.io page: its inline script and its CDN only.
+    let built_in = start_default();
+    assert_eq!(policy(built_in.local_addr(), "/"), Some(strict_policy));
+    let sio = policy(built_in.local_addr(), "/socketio.html").expect("a policy");
+    assert!(
+        sio.contains("script-src 'self' 'unsafe-inline' https://cdnjs.cloudflare.com;"),
+        "{sio}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

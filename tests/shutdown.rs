@@ -1,6 +1,10 @@
 //! Clean shutdown: SIGINT/SIGTERM to the binary (and the library's stop handle) send every
 //! client Close 1001, give them the grace period, and end with exit status 0.
 
+// Unix only: it sends signals (SIGTERM, SIGINT, SIGSTOP), and wschat runs only on Unix
+// (platform::check_supported).
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,10 @@
 //! A client that stops reading must not hold up anyone else: its unsent bytes pile up in its
 //! own bounded backlog until it is dropped (by size or by time), and the room sees it leave.
 
+// Unix only: it shrinks a socket's receive buffer through its fd, and wschat runs only on
+// Unix (platform::check_supported).
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{Read, Write};

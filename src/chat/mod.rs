@@ -71,9 +71,9 @@ impl Chat {
         }
     }
 
-    /// The rooms, for rewriting the history file.
-    pub fn rooms(&self) -> &Rooms {
-        &self.rooms
+    /// How many rooms exist (for the metrics).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
     }
 
     /// The chat client in `slot`, if it is in a room.
@@ -346,6 +346,21 @@ impl Chat {
         } else {
             out.broadcast(&[slot, to_slot], None, &event, now_ms);
         }
+    }
+
+    /// A socket.io client's own event (`emit('typing', true)`): to everyone else in its room,
+    /// with who sent it. Not remembered: an event is not a line of the chat.
+    pub fn relay(&self, slot: Slot, event: &str, args: &str, now_ms: u64, out: &mut impl Deliver) {
+        let Some(Member { name, room }) = self.member(slot) else {
+            return; // not in the chat (it left the namespace)
+        };
+        let custom = ChatEvent::Custom {
+            event,
+            args,
+            from: name,
+            room,
+        };
+        out.broadcast(self.room_members(room), Some(slot), &custom, now_ms);
     }
 
     /// Takes `slot` out of its room and tells the room (unless shutting down).
@@ -663,6 +678,45 @@ mod tests {
         c.leave(2, T, &mut out);
         assert!(out.take().is_empty(), "no leaves while shutting down");
         assert!(c.member(2).is_none());
+    }
+
+    #[test]
+    fn a_custom_event_reaches_the_others_in_the_room_with_its_sender() {
+        let (mut c, mut out) = (chat(10, 10), Recorder::default());
+        c.enter(0, Some("ann"), Some("r"), T, &mut out);
+        c.enter(1, Some("bob"), Some("r"), T, &mut out);
+        c.enter(2, Some("cy"), Some("elsewhere"), T, &mut out);
+        out.take();
+        c.relay(0, "typing", "true", T, &mut out);
+        let got = out.take();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, 1, "not the sender, not another room");
+        assert_eq!(
+            got[0].1,
+            json!(["typing", true, {"from": "ann", "room": "r", "time": T}])
+        );
+        c.leave(0, T, &mut out);
+        out.take();
+        c.relay(0, "typing", "true", T, &mut out);
+        assert!(
+            out.take().is_empty(),
+            "someone out of the chat relays nothing"
+        );
+        c.enter(3, Some("dee"), Some("r"), T, &mut out);
+        out.take();
+        assert!(
+            c.text(1, "hi", T, &mut out).is_some(),
+            "lines are remembered"
+        );
+        c.relay(1, "typing", "false", T, &mut out);
+        out.take();
+        c.enter(4, Some("eve"), Some("r"), T, &mut out);
+        let replayed: Vec<_> = out.take().into_iter().filter(|(s, _)| *s == 4).collect();
+        assert_eq!(
+            replayed.len(),
+            2,
+            "the welcome and the line, no event: {replayed:?}"
+        );
     }
 
     #[test]

@@ -175,12 +175,12 @@ impl Rooms {
     }
 
     /// How many lines are remembered in all.
+    #[cfg(test)]
     pub fn history_lines(&self) -> usize {
         self.map.values().map(|r| r.history.len()).sum()
     }
 
     /// How many rooms exist.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }

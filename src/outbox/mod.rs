@@ -20,6 +20,7 @@ use log::{debug, info, log_enabled, Level};
 
 use crate::config::Config;
 use crate::event::{ConnId, Endpoint, Join, Slot};
+use crate::metrics::{Kind, OutboxCounts};
 use crate::platform;
 use crate::wire::{self, ChatEvent, Encoder, Opcode, Wire};
 pub(crate) use buffer::KEEP_CAPACITY_BYTES;
@@ -45,6 +46,7 @@ enum Heartbeat {
 /// One joined client's write side.
 struct Client {
     id: ConnId,
+    kind: Kind,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     wire: Wire,
@@ -97,6 +99,8 @@ pub(crate) struct Outbox {
     ping_frame: Vec<u8>,
     engineio_ping_frame: Vec<u8>,
     pub usage: RoundUsage,
+    /// What `/metrics` shows of the outbox: plain counters, published by the broadcaster.
+    pub counts: OutboxCounts,
     memory: MemoryReturn,
     max_backlog_bytes: usize,
     echo_max_backlog_bytes: usize,
@@ -126,6 +130,7 @@ impl Outbox {
             ping_frame,
             engineio_ping_frame,
             usage: RoundUsage::default(),
+            counts: OutboxCounts::default(),
             memory: MemoryReturn::default(),
             max_backlog_bytes: config.max_backlog_bytes,
             echo_max_backlog_bytes: config.echo_max_backlog_bytes,
@@ -137,14 +142,16 @@ impl Outbox {
 
     /// Takes over the write side of a connection that finished its handshake.
     pub fn add(&mut self, join: &Join) -> Slot {
-        let (wire, heartbeat, max_backlog_bytes, send_buffer) = match join.endpoint {
+        let (kind, wire, heartbeat, max_backlog_bytes, send_buffer) = match join.endpoint {
             Endpoint::Chat { .. } => (
+                Kind::Chat,
                 Wire::Classic,
                 Heartbeat::Ping,
                 self.max_backlog_bytes,
                 Some(CHAT_SEND_BUFFER_BYTES),
             ),
             Endpoint::SocketIo { server_pings, .. } => (
+                Kind::SocketIoWebSocket,
                 Wire::SocketIo,
                 if server_pings {
                     Heartbeat::EngineIoPing
@@ -155,6 +162,7 @@ impl Outbox {
                 Some(CHAT_SEND_BUFFER_BYTES),
             ),
             Endpoint::Echo => (
+                Kind::Echo,
                 Wire::Classic,
                 Heartbeat::Ping,
                 self.echo_max_backlog_bytes,
@@ -162,8 +170,10 @@ impl Outbox {
             ),
         };
         platform::prepare_write_side(&join.stream, send_buffer);
+        self.counts.connections[kind as usize] += 1;
         let client = Client {
             id: join.id,
+            kind,
             stream: join.stream.clone(),
             peer: join.peer,
             wire,
@@ -266,6 +276,9 @@ impl Outbox {
             let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
+            if !event.reaches(c.wire) {
+                continue;
+            }
             let frame = match c.wire {
                 Wire::Classic => &mut self.classic_frame,
                 Wire::SocketIo => &mut self.socketio_frame,
@@ -278,6 +291,7 @@ impl Outbox {
                 }
             }
             self.usage.queued_bytes += frame.len();
+            self.counts.deliveries += 1;
             append_to(c, slot, &mut self.pending, frame);
         }
         self.usage.broadcast_bytes += self.classic_frame.len() + self.socketio_frame.len();
@@ -299,6 +313,7 @@ impl Outbox {
         let mut frame = mem::take(&mut self.classic_frame);
         frame.clear();
         self.encoder.frame_as(wire, &mut frame, event, time_ms);
+        self.counts.deliveries += 1;
         self.queue(slot, &frame);
         self.classic_frame = frame;
     }
@@ -328,11 +343,13 @@ impl Outbox {
     pub fn write(&mut self, slot: Slot, now: Instant) -> Option<Dead> {
         let backlog_timeout = self.backlog_timeout;
         let c = self.clients.get_mut(slot)?.as_mut()?;
+        let unsent = c.out.unsent();
         let written = {
             let stream = &c.stream;
             c.out
                 .write_with(|bytes| platform::send_nonblocking(stream, bytes))
         };
+        self.counts.sent_bytes += (unsent - c.out.unsent()) as u64;
         match written {
             Ok(true) => {
                 c.backlog_since = None;
@@ -342,11 +359,14 @@ impl Outbox {
                 }
                 None
             }
-            Ok(false) if c.out.unsent() > c.max_backlog_bytes => Some(Dead {
-                slot,
-                why: format!("backlog over {} bytes", c.max_backlog_bytes),
-                peer_gone: false,
-            }),
+            Ok(false) if c.out.unsent() > c.max_backlog_bytes => {
+                self.counts.backlog_drops += 1;
+                Some(Dead {
+                    slot,
+                    why: format!("backlog over {} bytes", c.max_backlog_bytes),
+                    peer_gone: false,
+                })
+            }
             Ok(false) => {
                 let since = *c.backlog_since.get_or_insert(now);
                 let waited = now.duration_since(since);
@@ -355,6 +375,7 @@ impl Outbox {
                         "not reading: {} bytes unsent for {waited:?}",
                         c.out.unsent()
                     );
+                    self.counts.backlog_drops += 1;
                     return Some(Dead {
                         slot,
                         why,
@@ -384,6 +405,7 @@ impl Outbox {
             .filter_map(|&slot| self.client(slot))
             .map(|c| c.out.unsent())
             .sum();
+        self.counts.backlog_bytes = backlog as u64;
         if self.memory.after_flush(backlog) {
             platform::release_free_memory();
         }
@@ -394,11 +416,12 @@ impl Outbox {
 
     /// Writes what the socket takes at once, before the client is removed.
     pub fn write_now(&mut self, slot: Slot) {
-        if let Some(c) = self.client_mut(slot) {
-            let stream = &c.stream;
+        if let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) {
+            let (stream, unsent) = (&c.stream, c.out.unsent());
             let _ = c
                 .out
                 .write_with(|bytes| platform::send_nonblocking(stream, bytes));
+            self.counts.sent_bytes += (unsent - c.out.unsent()) as u64;
         }
     }
 
@@ -409,6 +432,7 @@ impl Outbox {
             return;
         };
         self.by_id.remove(&c.id);
+        self.counts.connections[c.kind as usize] -= 1;
         self.released.push(slot);
         self.memory.freed(c.out.capacity());
         let _ = c.stream.shutdown(Shutdown::Both);
@@ -524,6 +548,32 @@ mod tests {
         let usage = outbox.usage;
         assert_eq!(usage.broadcast_bytes, 2 * classic.len() + sio.len());
         assert_eq!(usage.queued_bytes, 3 * classic.len() + sio.len());
+    }
+
+    #[test]
+    fn a_custom_event_reaches_socketio_clients_only() {
+        let mut outbox = Outbox::new(&Config::default());
+        let (raw, _pr) = join(&mut outbox, 1, chat_endpoint());
+        let socketio = || Endpoint::SocketIo {
+            server_pings: true,
+            greeting: Vec::new(),
+        };
+        let (s1, _p1) = join(&mut outbox, 2, socketio());
+        let (s2, _p2) = join(&mut outbox, 3, socketio());
+        let before = unsent(&outbox, raw);
+        let typing = ChatEvent::Custom {
+            event: "typing",
+            args: "true",
+            from: "a",
+            room: "r",
+        };
+        outbox.broadcast(&[raw, s1, s2], None, &typing, 7);
+        assert_eq!(unsent(&outbox, raw), before, "raw clients have no events");
+        assert_eq!(outbox.encodes, 1);
+        for slot in [s1, s2] {
+            assert!(unsent(&outbox, slot)
+                .ends_with(br#"42["typing",true,{"from":"a","room":"r","time":7}]"#));
+        }
     }
 
     #[test]

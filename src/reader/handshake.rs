@@ -1,12 +1,12 @@
-//! Opening a connection: the request head, then the page, a refusal, or the WebSocket
-//! handshake and the route it takes.
+//! Opening a connection: the request head, then the page, `/metrics` or `/healthz`, a
+//! refusal, or the WebSocket handshake and the route it takes.
 //!
 //! Runs on the connection's own reader thread, before anything is joined: this is the only
 //! code that writes to a client socket outside the broadcaster (a page, an error status, the
 //! 101 response), and it is done before the broadcaster ever sees the socket.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Instant;
 
 use log::{debug, info};
@@ -18,9 +18,10 @@ use tungstenite::HandshakeError;
 
 use super::read_retrying;
 use super::socketio::new_sid;
-use crate::config::Config;
+use crate::config::{Config, MetricsAccess};
 use crate::event::ConnId;
-use crate::http::{self, HeadError};
+use crate::http::{self, HeadError, RequestHead};
+use crate::metrics::{exposition, Shared};
 use crate::socketio::{self, Session};
 use crate::www;
 
@@ -74,6 +75,7 @@ pub(super) fn open(
     stream: &TcpStream,
     peer: SocketAddr,
     config: &Config,
+    metrics: &Shared,
 ) -> Option<Route> {
     let deadline = Instant::now() + config.handshake_timeout;
     let _ = stream.set_write_timeout(Some(config.handshake_timeout));
@@ -91,6 +93,12 @@ pub(super) fn open(
             return None;
         }
     };
+    if !head.wants_websocket {
+        if let Some(status) = operations(stream, peer, &head, config, metrics) {
+            info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
+            return None;
+        }
+    }
     if !head.wants_websocket && socketio::is_socketio_path(head.path()) {
         // A polling request (a client created without transports: ['websocket']), or a page
         // asking for the client library: say what to do instead.
@@ -118,6 +126,60 @@ pub(super) fn open(
         return None;
     }
     handshake(id, peer, stream, &head.bytes, config)
+}
+
+/// Answers `GET /healthz` and `GET /metrics`; `None` for any other path (and for
+/// `/metrics` with `--metrics off`, which then gets the page's 404).
+///
+/// Both are answered here, on the reader's thread, from what the broadcaster published: a
+/// stuck broadcaster cannot hold them up, and `/healthz` can say that it is stuck.
+fn operations(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    head: &RequestHead,
+    config: &Config,
+    metrics: &Shared,
+) -> Option<u16> {
+    let path = head.path();
+    if path != "/healthz" && (path != "/metrics" || config.metrics == MetricsAccess::Off) {
+        return None;
+    }
+    if head.method != "GET" && head.method != "HEAD" {
+        let _ = http::write_error(stream, 405, "only GET and HEAD are served here");
+        return Some(405);
+    }
+    let (status, content_type, body) = if path == "/healthz" {
+        let health = metrics.health(config.stuck_round_after);
+        let body = format!("{}\n", health.reason);
+        (health.status, "text/plain; charset=utf-8", body)
+    } else if !metrics_allowed(config.metrics, peer.ip()) {
+        let why = "403 Forbidden: metrics are served to this machine only (--metrics loopback)";
+        (403, "text/plain; charset=utf-8", format!("{why}\n"))
+    } else {
+        let text = exposition::render(&metrics.snapshot());
+        (200, exposition::CONTENT_TYPE, text)
+    };
+    let send_body = head.method != "HEAD";
+    let no_cache = "Cache-Control: no-store\r\n";
+    let _ = http::write_response(
+        stream,
+        status,
+        content_type,
+        no_cache,
+        body.as_bytes(),
+        send_body,
+    );
+    Some(status)
+}
+
+/// Whether a peer may read `/metrics`. Loopback includes IPv4-mapped 127.0.0.1, the address a
+/// local IPv4 client has on a server bound to `::`.
+fn metrics_allowed(access: MetricsAccess, peer: IpAddr) -> bool {
+    match access {
+        MetricsAccess::On => true,
+        MetricsAccess::Loopback => peer.to_canonical().is_loopback(),
+        MetricsAccess::Off => false,
+    }
 }
 
 /// Runs tungstenite's handshake; on success returns where the connection goes. Failures get
@@ -240,4 +302,22 @@ fn refuse(status: StatusCode, message: String) -> ErrorResponse {
         .header("Connection", "close")
         .body(Some(body))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_on_loopback_only_refuse_other_peers() {
+        let allowed = |ip: &str| metrics_allowed(MetricsAccess::Loopback, ip.parse().unwrap());
+        assert!(allowed("127.0.0.1") && allowed("::1") && allowed("::ffff:127.0.0.1"));
+        assert!(!allowed("192.168.1.23") && !allowed("fe80::1") && !allowed("::ffff:10.0.0.2"));
+        let anyone = "192.168.1.23".parse().unwrap();
+        assert!(metrics_allowed(MetricsAccess::On, anyone));
+        assert!(!metrics_allowed(
+            MetricsAccess::Off,
+            "127.0.0.1".parse().unwrap()
+        ));
+    }
 }

@@ -26,7 +26,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::config::Config;
-use crate::event::{ConnId, Endpoint, Event, Join};
+use crate::event::{ConnId, DropReason, Endpoint, Event, Join};
+use crate::metrics::Shared;
 use crate::platform;
 use crate::socketio::Eio;
 use crate::wire::{self, close_code, Opcode};
@@ -94,6 +95,7 @@ struct LeaveGuard<'a> {
     events: &'a Sender<Event>,
     joined: bool,
     reason: String,
+    dropped: Option<DropReason>,
 }
 
 impl Drop for LeaveGuard<'_> {
@@ -113,6 +115,7 @@ impl Drop for LeaveGuard<'_> {
         let _ = self.events.send(Event::Leave {
             id: self.id,
             reason,
+            dropped: self.dropped,
         });
     }
 }
@@ -124,10 +127,11 @@ pub(crate) fn run(
     peer: SocketAddr,
     config: &Config,
     events: &Sender<Event>,
+    metrics: &Shared,
 ) {
     // Two phases in two frames: the deep one (HTTP, handshake) returns before the long one
     // (the read loop) starts, so its stack pages can be given back (platform::release_unused_stack).
-    if let Some(route) = handshake::open(id, &stream, peer, config) {
+    if let Some(route) = handshake::open(id, &stream, peer, config, metrics) {
         serve(id, stream, peer, route, config, events);
     }
 }
@@ -160,6 +164,7 @@ fn serve(
         events,
         joined: false,
         reason: String::new(),
+        dropped: None,
     };
     let (endpoint, enter) = endpoint(id, &mut route, config);
     let join = Join {
@@ -185,7 +190,25 @@ fn serve(
     let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config));
     platform::release_unused_stack();
     let end = read_loop(id, &mut ws, &mut route, config, events);
+    guard.dropped = drop_reason(&end);
     guard.reason = finish(id, end, &stream, events);
+}
+
+/// Why the server ended a connection, when it was the client's fault (for the metrics).
+fn drop_reason(end: &End) -> Option<DropReason> {
+    let End::Close(code, _) = end else {
+        return None;
+    };
+    match *code {
+        close_code::POLICY_VIOLATION => Some(DropReason::RateLimit),
+        // The reader closes with 1001 only when the client has been silent too long.
+        close_code::GOING_AWAY => Some(DropReason::Heartbeat),
+        close_code::PROTOCOL_ERROR
+        | close_code::UNSUPPORTED_DATA
+        | close_code::INVALID_PAYLOAD
+        | close_code::MESSAGE_TOO_BIG => Some(DropReason::ProtocolError),
+        _ => None,
+    }
 }
 
 /// What the broadcaster is told of a route, and for EIO=3 the `Enter` that follows the

@@ -1,7 +1,7 @@
 //! The socket.io glue: a socket.io client's reader, between its frames and the chat's events.
 //!
 //! The codec (`crate::socketio`) says what each text frame means; this turns that into the
-//! same events a raw client's lines become, plus the replies the client alone gets (the open
+//! same events a raw client's lines become (and `Relay` for its own events), plus the replies the client alone gets (the open
 //! packet, CONNECT answers, v3 pongs, acknowledgements), which go to the broadcaster as
 //! frames like everything else.
 
@@ -39,8 +39,11 @@ pub(super) fn socketio_text(
             .send(event)
             .map_err(|_| End::Gone("server stopped".into()))
     };
-    if matches!(step, Step::Say { .. } | Step::NotText) {
-        // Both count against the rate limit, as every line a raw client sends does.
+    if matches!(
+        step,
+        Step::Say { .. } | Step::NotText | Step::Relay { .. } | Step::Refuse { .. }
+    ) {
+        // All count against the rate limit, as every line a raw client sends does.
         match limiter.check(Instant::now()) {
             Verdict::Allow => {}
             Verdict::Drop { notify: false } => return Ok(()),
@@ -73,6 +76,21 @@ pub(super) fn socketio_text(
             code: "usage",
             text: "emit('message', text) takes a string.".into(),
         }),
+        Step::Refuse { code, text } => send(Event::Notice { id, code, text }),
+        Step::Relay { .. } if !config.relay_custom_events => send(Event::Notice {
+            id,
+            code: "custom-events-off",
+            text: "This server relays only emit('message', text): custom events are off \
+                   (--no-custom-events)."
+                .into(),
+        }),
+        Step::Relay { event, args, ack } => {
+            send(Event::Relay { id, event, args })?;
+            match ack {
+                Some(packet) => send(reply(id, Opcode::Text, packet.as_bytes())),
+                None => Ok(()),
+            }
+        }
         Step::Say { text, ack } => {
             if config.panic_on_message.as_deref() == Some(&*text) {
                 panic!("fault injection: panic_on_message")

@@ -30,8 +30,9 @@ pub fn html_escape_into(out: &mut String, text: &str) {
     out.push_str(&text[last..]);
 }
 
-/// What happened, as the chat tells it. Each value becomes one JSON object in one text frame;
-/// see docs/PROTOCOL.md for every event with an example.
+/// What happened, as the chat tells it. Each value becomes one text frame: a JSON object (a
+/// custom event: its Socket.IO arguments); see docs/PROTOCOL.md for every event with an
+/// example.
 #[derive(Debug, Clone, Copy)]
 pub enum ChatEvent<'a> {
     /// To a newcomer alone, as its own join line: its final name, its room, who is there.
@@ -106,6 +107,35 @@ pub enum ChatEvent<'a> {
         /// The text.
         text: &'a str,
     },
+    /// A socket.io client's own event, `emit('typing', true)` (to everyone else in the room).
+    /// Socket.IO only: raw clients have no events to receive it by (see [`ChatEvent::reaches`]).
+    Custom {
+        /// The event's name, as emitted.
+        event: &'a str,
+        /// Its arguments as JSON, without the array's brackets (`true,{"x":1}`; empty for none).
+        args: &'a str,
+        /// The sender's name.
+        from: &'a str,
+        /// The room.
+        room: &'a str,
+    },
+}
+
+impl ChatEvent<'_> {
+    /// Whether clients reading `wire` get this event: all do, but custom events are for
+    /// socket.io clients alone.
+    pub fn reaches(&self, wire: Wire) -> bool {
+        !matches!((self, wire), (ChatEvent::Custom { .. }, Wire::Classic))
+    }
+}
+
+/// Who sent a relayed custom event: its last argument.
+#[derive(Serialize)]
+struct Sender<'a> {
+    from: &'a str,
+    room: &'a str,
+    /// Unix time in milliseconds.
+    time: u64,
 }
 
 /// The classic `type` numbers: the classic page picks a line's colour from them.
@@ -179,9 +209,29 @@ impl Encoder {
         Self::default()
     }
 
-    /// The JSON text of `event` at `time_ms` (Unix milliseconds). The slice is valid until
-    /// the next call.
+    /// The JSON text of `event` at `time_ms` (Unix milliseconds): its object; for a custom
+    /// event, its Socket.IO arguments. The slice is valid until the next call.
     pub fn json(&mut self, event: &ChatEvent<'_>, time_ms: u64) -> &[u8] {
+        if let ChatEvent::Custom {
+            event,
+            args,
+            from,
+            room,
+        } = *event
+        {
+            self.json.clear();
+            custom_event_args(
+                &mut self.json,
+                event,
+                args,
+                &Sender {
+                    from,
+                    room,
+                    time: time_ms,
+                },
+            );
+            return &self.json;
+        }
         self.encode(event, time_ms);
         &self.json
     }
@@ -211,6 +261,13 @@ impl Encoder {
     pub fn frame_as(&mut self, wire: Wire, out: &mut Vec<u8>, event: &ChatEvent<'_>, time_ms: u64) {
         match wire {
             Wire::Classic => self.frame(out, event, time_ms),
+            Wire::SocketIo if matches!(event, ChatEvent::Custom { .. }) => {
+                self.json(event, time_ms);
+                self.packet.clear();
+                self.packet.extend_from_slice(b"42");
+                self.packet.extend_from_slice(&self.json);
+                encode_frame(out, Opcode::Text, &self.packet);
+            }
             Wire::SocketIo => {
                 let (kind, name) = self.encode(event, time_ms);
                 self.packet.clear();
@@ -298,7 +355,23 @@ fn fill<'a>(event: &ChatEvent<'a>, info: &mut String, obj: &mut Json<'a>) {
             obj.event = "private";
             (obj.from, obj.to, obj.text) = (Some(from), Some(to), Some(text));
         }
+        ChatEvent::Custom { .. } => unreachable!("custom events have no object: see json()"),
     }
+}
+
+/// Appends a relayed custom event's Socket.IO arguments to `out`: its name, the sender's
+/// arguments as they came, and who sent it, `["typing",true,{"from":"alice",…}]`. The
+/// sender's object goes last so that the arguments keep their places for a handler.
+fn custom_event_args(out: &mut Vec<u8>, event: &str, args: &str, sender: &Sender<'_>) {
+    out.push(b'[');
+    serde_json::to_writer(&mut *out, event).expect("writing to a Vec cannot fail");
+    out.push(b',');
+    if !args.is_empty() {
+        out.extend_from_slice(args.as_bytes());
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, sender).expect("writing to a Vec cannot fail");
+    out.push(b']');
 }
 
 /// Appends the Socket.IO EVENT packet of one chat event to `out`. The classic types, 0, 1 and
@@ -486,6 +559,33 @@ mod tests {
         enc.frame_as(Wire::Classic, &mut a, &rename, 7);
         enc.frame(&mut b, &rename, 7);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_custom_event_keeps_its_name_and_arguments_and_says_who_sent_it() {
+        let mut enc = Encoder::new();
+        let typing = ChatEvent::Custom {
+            event: "typing",
+            args: r#"true,{"x":[1,"é"]}"#,
+            from: "a\"b",
+            room: "lobby",
+        };
+        let mut out = Vec::new();
+        enc.frame_as(Wire::SocketIo, &mut out, &typing, 7);
+        assert_eq!(
+            std::str::from_utf8(&out[2..]).unwrap(),
+            r#"42["typing",true,{"x":[1,"é"]},{"from":"a\"b","room":"lobby","time":7}]"#
+        );
+        let bare = ChatEvent::Custom {
+            event: "ping?",
+            args: "",
+            from: "z",
+            room: "r",
+        };
+        let v: Value = serde_json::from_slice(enc.json(&bare, 1)).unwrap();
+        assert_eq!(v, json!(["ping?", {"from":"z","room":"r","time":1}]));
+        assert!(typing.reaches(Wire::SocketIo) && !typing.reaches(Wire::Classic));
+        assert!(message("a", "b", false).reaches(Wire::Classic));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 // against a scripted server (playwright's WebSocket routing) whatever the server supports.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,14 @@ const PHONE = { width: 360, height: 640 };
 const DESKTOP = { width: 1000, height: 640 };
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+// The socket.io page loads socket.io-client 2.0.3 from a CDN; the test answers that request
+// with the npm package's own file (tests run offline, on 127.0.0.1 only).
+const SIO_CDN = /^https:\/\/cdnjs\.cloudflare\.com\/ajax\/libs\/socket\.io\/2\.0\.3\/socket\.io\.js$/;
+const SIO_DIST = readFileSync(createRequire(import.meta.url).resolve('socket.io-client/dist/socket.io.js'), 'utf8');
+// The tutorial-style socket.io page with default options starts with HTTP long-polling,
+// which wschat gets with issue 14's polling work. Until that is merged this case runs but is
+// reported as pending (TAP "# TODO"), never as passed; set it to true once polling is in.
+const SOCKETIO_POLLING = false;
 const argv = process.argv.slice(2);
 const opt = (name, fallback) => {
   const i = argv.indexOf(name);
@@ -98,7 +106,7 @@ const HISTORY_FILE = path.join(mkdtempSync(path.join(os.tmpdir(), 'wschat-histor
 
 function startWschat(port) {
   const args = ['--bind', '127.0.0.1', '--port', String(port), '--rate-limit', '0'];
-  if (FROM_DISK) args.push('--www', path.join(REPO, 'www'));
+  if (FROM_DISK) args.push('--www', path.join(REPO, 'www'), '--www-strict-csp'); // the built-in page's headers
   if (execFileSync(SERVER, ['--help'], { encoding: 'utf8' }).includes('--history-file')) {
     args.push('--history-file', HISTORY_FILE);
   }
@@ -122,6 +130,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); proc
 function assert(ok, message) { if (!ok) throw new Error(message); }
 
 let passed = 0;
+let pending = 0;
 async function check(name, fn) {
   const t0 = Date.now();
   try {
@@ -133,6 +142,20 @@ async function check(name, fn) {
   }
   passed++;
   console.log(`ok ${passed} - ${name} (${Date.now() - t0} ms)`);
+}
+
+// A check that waits on work not merged yet: run, but reported as pending whatever happens,
+// so it can neither fail the run nor pass unnoticed. With `ready` it is an ordinary check.
+async function pendingCheck(name, ready, why, fn) {
+  if (ready) return check(name, fn);
+  pending++;
+  const n = passed + pending;
+  try {
+    await fn();
+    console.log(`ok ${n} - ${name} # TODO passes now: ${why}`);
+  } catch (e) {
+    console.log(`not ok ${n} - ${name} # TODO pending: ${why} (${e.message.split('\n')[0]})`);
+  }
 }
 
 // ---------------------------------------------------------------- what a person sees
@@ -558,10 +581,12 @@ async function main() {
       await scripted(ctx, staticBase, shoot);
     });
 
+    await pagesFromWww(ctx, base, staticBase, port, shoot);
+
     await stop(statik);
     await stop(server);
     console.log(`# ${passed} checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${path.relative(process.cwd(), ARTIFACTS)}/`);
-    console.log(`browser: ${passed} passed, 0 failed`);
+    console.log(`browser: ${passed} passed, 0 failed${pending ? `, ${pending} pending` : ''}`);
   } catch (e) {
     for (const [name, p] of [['alice', alice], ['bob', bob]]) {
       if (p && !p.isClosed()) await p.screenshot({ path: path.join(ARTIFACTS, `failed-${name}.png`) }).catch(() => {});
@@ -710,9 +735,125 @@ async function scripted(ctx, staticBase, shoot) {
   await page.close();
 }
 
+// ---------------------------------------------------------------- pages in --www
+// Ordinary pages, as people write them, served by wschat from --www DIR (a copy of www/ plus
+// the classic tutorial's raw page): no Content-Security-Policy, so their inline scripts and
+// CDN scripts run. And the tutorial's socket.io page (www/socketio.html: the client from a
+// CDN, io() with default options) from wschat and from python3 -m http.server.
+async function pagesFromWww(ctx, base, staticBase, port, shoot) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wschat-www-'));
+  cpSync(path.join(REPO, 'www'), dir, { recursive: true });
+  copyFileSync(path.join(HERE, 'pages/classic.html'), path.join(dir, 'classic.html'));
+  const wwwPort = await freePort();
+  const www = await start('wschat --www', SERVER,
+    ['--bind', '127.0.0.1', '--port', String(wwwPort), '--rate-limit', '0', '--www', dir], wwwPort);
+  const wwwBase = `http://127.0.0.1:${wwwPort}`;
+  let cdnBody = SIO_DIST;
+  let cdnRequests = 0;
+  await ctx.route(SIO_CDN, (route) => {
+    cdnRequests++;
+    return route.fulfill({ status: 200, contentType: 'text/javascript', body: cdnBody });
+  });
+  try {
+    await check('the classic raw page, with its inline script, served from --www: two people chat', async () => {
+      const [ann, ben] = [await open(ctx, `${wwwBase}/classic.html`, DESKTOP), await open(ctx, `${wwwBase}/classic.html`, DESKTOP)];
+      assert(!ann.response.headers()['content-security-policy'], 'no Content-Security-Policy on a --www page');
+      const said = (p, text) => p.locator('#messages div', { hasText: text });
+      await said(ann, 'comes in !!!').nth(1).waitFor({ timeout: WAIT_MS }); // its own and ben's
+      await ben.locator('#sendTxt').fill('hi from the classic page <b>x</b>');
+      await ben.locator('#sendBtn').click();
+      for (const p of [ann, ben]) await said(p, 'hi from the classic page <b>x</b>').waitFor({ timeout: WAIT_MS });
+      assert(await ann.locator('#messages b').count() === 0, 'the line is escaped: no element from it');
+      assert(await said(ann, 'hi from the classic page').getAttribute('class') === 'message', 'type 1 is a message');
+      await ben.close();
+      await said(ann, 'leaves.').waitFor({ timeout: WAIT_MS });
+      assert(!ann.problems.length, ann.problems.join('; '));
+      await shoot(ann, 'www-classic');
+      await ann.close();
+    });
+
+    const sioUrls = {
+      'the built-in copy': (name) => `${base}/socketio.html?name=${name}`,
+      '--www': (name) => `${wwwBase}/socketio.html?name=${name}`,
+      'python3 -m http.server': (name) => `${staticBase}/socketio.html?name=${name}&server=http://127.0.0.1:${port}`,
+    };
+    await check('the socket.io page\'s inline script and CDN script run: built-in copy, --www, http.server', async () => {
+      for (const [where, url] of Object.entries(sioUrls)) {
+        const before = cdnRequests;
+        const p = await open(ctx, url('probe'), DESKTOP);
+        assert(p.response.status() === 200, `${where}: ${p.response.status()}`);
+        await until(`${where}: the inline script's socket`, () => p.evaluate(() => typeof io === 'function' && !!window.socket));
+        assert(cdnRequests === before + 1, `${where}: the CDN script was fetched`);
+        assert(!p.problems.length, `${where}: ${p.problems.join('; ')}`);
+        await p.close();
+      }
+    });
+
+    // Until long-polling lands, the same page over the WebSocket transport alone: the CDN
+    // file wrapped so that io() defaults to transports: ['websocket']. Checks the page and
+    // the relayed typing event now; the default-options case below is the real one.
+    cdnBody = SIO_DIST + "\n;(function () { var io0 = window.io; window.io = function (u, o) {" +
+      " if (typeof u === 'object') { o = u; u = undefined; }" +
+      " return io0(u, Object.assign({ transports: ['websocket'] }, o)); }; })();\n";
+    await check('the socket.io page over the websocket transport: two people chat, typing shows', async () => {
+      for (const [where, url] of Object.entries(sioUrls)) await socketioChat(ctx, url, where, 'websocket', shoot);
+    });
+    cdnBody = SIO_DIST;
+
+    await pendingCheck('the tutorial-style socket.io page, default options (long-polling, then the upgrade): two people chat, from --www and from python3 -m http.server',
+      SOCKETIO_POLLING, 'needs Engine.IO long-polling (issue 14, items 1-3); set SOCKETIO_POLLING = true in tests/browser/run.mjs',
+      async () => {
+        for (const where of ['--www', 'python3 -m http.server']) await socketioChat(ctx, sioUrls[where], where, 'polling', shoot);
+      });
+  } finally {
+    await ctx.unroute(SIO_CDN);
+    await stop(www);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Two people on the socket.io page: each sees the other come in, a message each way (markup
+// shown as text), the typing line from the relayed custom event, and the leave. `first` is
+// the transport the page starts on: with default options, polling, then the upgrade.
+async function socketioChat(ctx, url, where, first, shoot) {
+  const pages = [];
+  const tag = where.replace(/\W/g, '').slice(0, 6);
+  const [sia, sib] = [`sia-${first}-${tag}`, `sib-${first}-${tag}`];
+  for (const name of [sia, sib]) { // one after the other: the first sees the second come in
+    const p = await open(ctx, url(name), DESKTOP);
+    p.polls = 0;
+    p.on('request', (r) => { if (/\/socket\.io\/\?EIO=3&transport=polling/.test(r.url())) p.polls++; });
+    pages.push(p);
+    await stateIs(p, /^open$/);
+  }
+  const [a, b] = pages;
+  const li = (p, text) => p.locator('#log li', { hasText: text });
+  await li(a, `${sib} comes in !!!`).waitFor({ timeout: WAIT_MS });
+  for (const p of pages) {
+    await until(`${where}: the ${first === 'polling' ? 'upgrade to ' : ''}websocket`,
+      async () => (await p.locator('#transport').textContent()) === '(websocket)');
+    if (first === 'polling') assert(p.polls > 0, `${where}: it long-polled first`);
+    assert(p.sockets.some((u) => /\/socket\.io\/\?.*transport=websocket/.test(u)), `${where}: a WebSocket to /socket.io/: ${p.sockets}`);
+  }
+  await a.locator('#message').fill('hello <i>sib</i>');
+  await b.locator("#typing", { hasText: `${sia} is typing` }).waitFor({ timeout: WAIT_MS }); // the relayed custom event
+  await a.locator('#message').press('Enter');
+  for (const p of pages) await li(p, `${sia}: hello <i>sib</i>`).waitFor({ timeout: WAIT_MS });
+  await until(`${where}: the typing line cleared`, async () => (await b.locator('#typing').textContent()) === '');
+  await b.locator('#message').fill('hi sia');
+  await b.locator('#message').press('Enter');
+  await li(a, `${sib}: hi sia`).waitFor({ timeout: WAIT_MS });
+  assert(await a.locator('#log i').count() === 0, `${where}: markup in a message made an element`);
+  await shoot(a, `socketio-${first}-${where.split(' ')[0].replace(/\W/g, '')}`);
+  await b.close();
+  await li(a, `${sib} leaves.`).waitFor({ timeout: WAIT_MS });
+  assert(!a.problems.length, `${where}: ${a.problems.join('; ')}`);
+  await a.close();
+}
+
 main().then(() => process.exit(0), (e) => {
   console.error(`\nFAILED: ${e.message}`);
-  console.log(`browser: ${passed} passed, 1 failed`);
+  console.log(`browser: ${passed} passed, 1 failed${pending ? `, ${pending} pending` : ''}`);
   console.error(`(screenshots and server.log in ${ARTIFACTS})`);
   process.exit(1);
 });

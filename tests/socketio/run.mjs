@@ -273,10 +273,67 @@ async function main() {
     assert(message === 'Invalid namespace', message);
   });
 
+  await customEventChecks(); // its own block, below
+
   for (const c of clients) c.close();
   await stopServer();
   console.log(`# ${passed} checks passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`socketio: ${passed} passed, 0 failed`);
+}
+
+// ---------------------------------------------------------------- custom events
+// emit('typing', …) and any event other than `message`: wschat relays it to the others in the
+// sender's room, with the same name and arguments and then who sent it (docs/PROTOCOL.md,
+// "Custom events"). Over transports: ['websocket'], so these run without long-polling.
+
+// Records every `name` event `c` gets, as its arguments.
+function listen(c, name) {
+  const got = new Inbox(`${c.kind} client ${c.name}, ${name} events`);
+  c.socket.on(name, (...args) => got.push({ event: name, args }));
+  return got;
+}
+
+async function customEventChecks() {
+  await check('a custom event reaches the others in the room, v4 to v2 and back, with its sender', async () => {
+    const a = await joined('v4', 'typer4', 'custom');
+    const b = await joined('v2', 'typer2', 'custom');
+    const other = await joined('v4', 'outsider', 'custom-other');
+    await a.inbox.line('enter', 'typer2 comes in !!!');
+    const [aGot, bGot, otherGot] = [listen(a, 'typing'), listen(b, 'typing'), listen(other, 'typing')];
+    for (const [from, toGot] of [[a, bGot], [b, aGot]]) {
+      from.socket.emit('typing', true, { draft: 'hé <b>' });
+      const { args } = await toGot.take('a typing event', () => true);
+      assert(args.length === 3 && args[0] === true && JSON.stringify(args[1]) === '{"draft":"hé <b>"}',
+        `the same arguments: ${JSON.stringify(args)}`);
+      assert(args[2].from === from.name && args[2].room === 'custom' && Number.isInteger(args[2].time),
+        `then who sent it: ${JSON.stringify(args[2])}`);
+    }
+    // The sender and another room never get it: had they, it would be in before their own
+    // message comes back.
+    for (const [c, got, want] of [[a, aGot, 1], [b, bGot, 1], [other, otherGot, 0]]) {
+      c.say('marker');
+      await c.inbox.line('message', `${c.name}: marker`);
+      assert(got.items.length === want, `${c.name} got ${got.items.length} typing events, wanted ${want}`);
+    }
+  });
+
+  await check('a custom event with an ack is acknowledged once relayed', async () => {
+    const a = await joined('v4', 'acker', 'custom-ack');
+    const acked = await a.socket.timeout(WAIT_MS).emitWithAck('reaction', '👍');
+    assert(acked === undefined, `ack: ${JSON.stringify(acked)}`);
+  });
+
+  await check('a reserved name (one of the chat\'s own events) gets a notice, not a relay', async () => {
+    const a = await joined('v4', 'spoofer', 'custom-reserved');
+    const b = await joined('v2', 'victim', 'custom-reserved');
+    await a.inbox.line('enter', 'victim comes in !!!');
+    a.socket.emit('leave', 'victim leaves.');
+    const notice = await a.inbox.take('an event-reserved notice', (i) => i.event === 'notice' && i.obj.code === 'event-reserved');
+    assert(/own event/.test(notice.obj.text), notice.obj.text);
+    b.say('marker');
+    const next = await b.inbox.take('a message or leave', (i) => ['message', 'leave'].includes(i.event));
+    assert(next.line === 'victim: marker', `the spoofed leave reached the room: ${JSON.stringify(next)}`);
+  });
 }
 
 main().then(() => process.exit(0), async (e) => {
