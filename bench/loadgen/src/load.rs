@@ -114,6 +114,9 @@ pub struct Report {
     pub closed_by_server: u64,
     pub protocol_errors: u64,
     pub latency: Histogram,
+    /// With several URLs: the deliveries whose sender is on another server than the
+    /// recipient (through the cluster).
+    pub cross_latency: Histogram,
     pub send_lag_max_us: u64,
     pub send_backlog_max_bytes: u64,
     /// CPU of the whole generator process during send + drain, percent of one core.
@@ -285,6 +288,7 @@ impl Report {
         self.closed_by_server += w.counts.closed_by_server;
         self.protocol_errors += w.counts.protocol_errors;
         self.latency.merge(&w.latency);
+        self.cross_latency.merge(&w.cross_latency);
         self.send_lag_max_us = self.send_lag_max_us.max(w.send_lag_max_us);
         self.send_backlog_max_bytes = self.send_backlog_max_bytes.max(w.send_backlog_max_bytes);
         let pct = w.cpu_us_after_connect as f64 / (window_s * 1e4);
@@ -300,6 +304,7 @@ struct WorkerReport {
     sent: u64,
     counts: Counts,
     latency: Histogram,
+    cross_latency: Histogram,
     send_lag_max_us: u64,
     send_backlog_max_bytes: u64,
     cpu_us_after_connect: u64,
@@ -368,6 +373,7 @@ struct Worker {
     next_seq: Vec<u32>,
     counts: Counts,
     latency: Histogram,
+    cross_latency: Histogram,
     keys: MaskKeys,
     text: Vec<u8>,
     /// Connections waiting for their (next) connect attempt, by due time.
@@ -430,6 +436,7 @@ impl Worker {
             senders,
             counts: Counts::default(),
             latency: Histogram::new(),
+            cross_latency: Histogram::new(),
             keys: MaskKeys::new(0x9e37_79b9 ^ id as u32),
             text: Vec::new(),
             waiting,
@@ -520,6 +527,7 @@ impl Worker {
             sent: self.sent,
             counts: self.counts,
             latency: self.latency,
+            cross_latency: self.cross_latency,
             send_lag_max_us: self.send_lag_max_us,
             send_backlog_max_bytes: self.send_backlog_max_bytes,
             cpu_us_after_connect,
@@ -838,6 +846,10 @@ impl Worker {
         end_us: u64,
     ) -> Option<usize> {
         let k = self.opts.senders;
+        // Which senders are on another server than this client (several URLs).
+        let servers = 1 + self.opts.more_addrs.len();
+        let (clients, here) = (self.opts.clients, self.conns[c].index % servers);
+        let cross = |sender: u32| sender_client(sender as usize, k, clients) % servers != here;
         let mut pos = start;
         let mut pong: Option<Vec<u8>> = None;
         while pos < end {
@@ -862,7 +874,7 @@ impl Worker {
                         payload,
                         seqs,
                         &mut self.counts,
-                        &mut self.latency,
+                        (&mut self.latency, &mut self.cross_latency, &cross),
                         now,
                         end_us,
                     );
@@ -881,7 +893,7 @@ impl Worker {
                             message,
                             seqs,
                             &mut self.counts,
-                            &mut self.latency,
+                            (&mut self.latency, &mut self.cross_latency, &cross),
                             now,
                             end_us,
                         );
@@ -948,7 +960,7 @@ fn deliveries(
     message: &[u8],
     seqs: &mut [u32],
     counts: &mut Counts,
-    latency: &mut Histogram,
+    (latency, cross_latency, cross): (&mut Histogram, &mut Histogram, &dyn Fn(u32) -> bool),
     now: u64,
     end_us: u64,
 ) {
@@ -958,6 +970,9 @@ fn deliveries(
             return;
         };
         latency.record(now.saturating_sub(m.send_us));
+        if cross(m.sender) {
+            cross_latency.record(now.saturating_sub(m.send_us));
+        }
         counts.delivered += 1;
         if now <= end_us {
             counts.delivered_in_window += 1;
