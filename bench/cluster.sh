@@ -129,8 +129,9 @@ python3 - "$RAW" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(xs): return statistics.median(xs) if xs else float("nan")
-print("| setup | scenario 1 p50 | p99 | lost | nodes' CPU per delivery | Redis' CPU per delivery | scenario 3 saturation (deliveries/s, nothing lost, p99 < 100 ms) |")
-print("|---|---|---|---|---|---|---|")
+def ms(us): return "—" if us != us else f"{us / 1000:.2f} ms"
+print("| setup | scenario 1 p50 | p99 | cross-node p50 | cross-node p99 | lost | nodes' CPU per delivery | Redis' CPU per delivery | scenario 3 saturation (deliveries/s, nothing lost, p99 < 100 ms) |")
+print("|---|---|---|---|---|---|---|---|---|")
 for setup in ["one", "two"]:
     s1 = [r for r in rows if r["setup"] == setup and r["scenario"] == "1"]
     per = lambda key: med([r[key] * 1e6 / r["delivered"] for r in s1 if r["delivered"]])
@@ -140,7 +141,10 @@ for setup in ["one", "two"]:
     for r in s3:
         best[r["rep"]] = max(best.get(r["rep"], 0), r["deliveries_per_s"])
     print(f"| {setup} node{'s' if setup == 'two' else ''} | {med([r['p50_us'] for r in s1]) / 1000:.2f} ms "
-          f"| {med([r['p99_us'] for r in s1]) / 1000:.2f} ms | {sum(r['lost'] for r in s1)} "
+          f"| {med([r['p99_us'] for r in s1]) / 1000:.2f} ms "
+          f"| {ms(med([r['cross_p50_us'] for r in s1 if 'cross_p50_us' in r]))} "
+          f"| {ms(med([r['cross_p99_us'] for r in s1 if 'cross_p99_us' in r]))} "
+          f"| {sum(r['lost'] for r in s1)} "
           f"| {per('nodes_cpu_s'):.2f} µs | {per('redis_cpu_s'):.2f} µs "
           f"| {med(list(best.values())):,.0f} (per rep: {', '.join(f'{v:,.0f}' for v in best.values())}) |")
 EOF
