@@ -9,6 +9,7 @@
 //! blocks on one, so no client can stall the others. It talks to the readers only through
 //! the event channel. It counts what `/metrics` shows in plain fields and publishes them a
 //! few times a second, and marks each round's start and end for `/healthz` (`metrics`).
+//! With `--redis`, it hands room lines to the cluster bridge's outlet, which never blocks.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 
 use crate::chat::{Chat, Deliver, Member};
+use crate::cluster::{self, Outlet, Tap};
 use crate::config::{Config, MetricsAccess};
 use crate::event::{ConnId, Endpoint, Event, Join, Slot};
 use crate::history_writer::HistoryQueue;
@@ -69,6 +71,8 @@ pub(crate) struct Broadcaster {
     unannounced_leaves: VecDeque<Member>,
     /// Set by `Event::Shutdown`: when the loop stops waiting for clients to leave.
     shutdown_deadline: Option<Instant>,
+    /// With `--redis`: where room lines go for the other nodes (never blocks).
+    cluster: Option<Outlet>,
     /// The heartbeat and the published figures, shared with the readers.
     metrics: Arc<Shared>,
     /// This thread's own figures (messages, drops reported by readers, round durations); the
@@ -102,12 +106,19 @@ impl Broadcaster {
             next_buffer_fit: None,
             unannounced_leaves: VecDeque::new(),
             shutdown_deadline: None,
+            cluster: None,
             metrics,
             counts: Snapshot::default(),
             round_started: None,
             unpublished: false,
             next_publish: Instant::now(),
         }
+    }
+
+    /// Hands every room line to the cluster bridge too (`--redis`).
+    pub(crate) fn with_cluster(mut self, outlet: Option<Outlet>) -> Self {
+        self.cluster = outlet;
+        self
     }
 
     /// Runs until a shutdown has finished or every event sender is gone.
@@ -212,8 +223,8 @@ impl Broadcaster {
         {
             if let Some(member) = self.unannounced_leaves.pop_front() {
                 self.round_events += 1;
-                self.chat
-                    .announce_leave(&member, self.now_ms, &mut self.outbox);
+                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+                self.chat.announce_leave(&member, self.now_ms, out);
                 continue;
             }
             match events.try_recv() {
@@ -231,6 +242,13 @@ impl Broadcaster {
         if let Event::Shutdown = event {
             return self.shutdown();
         }
+        if let Event::Remote { room, line } = event {
+            return cluster::deliver(&self.chat, &mut self.outbox, &room, &line, self.now_ms);
+        }
+        if let Event::ClusterLink { up } = event {
+            let slots = self.outbox.slots();
+            return cluster::link_notice(&self.chat, &mut self.outbox, &slots, up, self.now_ms);
+        }
         let Some(slot) = event_id(&event).and_then(|id| self.outbox.slot(id)) else {
             return; // from a client already dropped
         };
@@ -241,7 +259,8 @@ impl Broadcaster {
                 ..
             } => self.enter(slot, requested_name.as_deref(), requested_room.as_deref()),
             Event::Part { id } => {
-                self.chat.leave(slot, self.now_ms, &mut self.outbox);
+                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+                self.chat.leave(slot, self.now_ms, out);
                 info!("#{id} left the chat (Socket.IO DISCONNECT)");
             }
             Event::Text { text, .. } => {
@@ -250,7 +269,8 @@ impl Broadcaster {
                     warn!("test hook: stall_on_message, the broadcaster sleeps");
                     thread::sleep(self.config.stuck_round_after * STALL_ROUNDS);
                 }
-                let said = self.chat.text(slot, &text, self.now_ms, &mut self.outbox);
+                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+                let said = self.chat.text(slot, &text, self.now_ms, out);
                 if let (Some(said), Some(history)) = (said, self.history.as_mut()) {
                     history.push(said.room, said.entry);
                 }
@@ -277,7 +297,9 @@ impl Broadcaster {
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }
-            Event::Join(_) | Event::Shutdown => unreachable!("handled above"),
+            Event::Join(_) | Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -312,10 +334,8 @@ impl Broadcaster {
         if self.outbox.is_closing(slot) {
             return;
         }
-        if let Some(m) = self
-            .chat
-            .enter(slot, name, room, self.now_ms, &mut self.outbox)
-        {
+        let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+        if let Some(m) = self.chat.enter(slot, name, room, self.now_ms, out) {
             let (name, room) = (m.name.clone(), m.room.clone());
             info!("{} joined {room:?} as {name:?}", self.outbox.label(slot));
         }
@@ -327,7 +347,8 @@ impl Broadcaster {
     fn close(&mut self, slot: Slot, close_frame: &[u8]) {
         if self.outbox.close(slot, close_frame) {
             // The room hears of it now, not when the TCP connection ends.
-            self.chat.leave(slot, self.now_ms, &mut self.outbox);
+            let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+            self.chat.leave(slot, self.now_ms, out);
         } else {
             self.remove(slot, "close handshake complete");
         }
@@ -336,13 +357,15 @@ impl Broadcaster {
     /// Queues the server's own Close frame; the client leaves its room at once.
     fn close_with(&mut self, slot: Slot, code: u16, reason: &str) {
         if self.outbox.close_with(slot, code, reason) {
-            self.chat.leave(slot, self.now_ms, &mut self.outbox);
+            let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+            self.chat.leave(slot, self.now_ms, out);
         }
     }
 
     /// Takes a client out of its room (announced) and out of the outbox.
     fn remove(&mut self, slot: Slot, reason: &str) {
-        self.chat.leave(slot, self.now_ms, &mut self.outbox);
+        let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+        self.chat.leave(slot, self.now_ms, out);
         self.outbox.remove(slot, reason);
     }
 
@@ -410,6 +433,8 @@ impl Broadcaster {
     fn shutdown(&mut self) {
         info!("shutting down: closing {} connections", self.outbox.len());
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_grace);
+        // Here nobody needs to hear it, but the other nodes' members do.
+        cluster::farewell(self.cluster.as_ref(), &self.chat, self.outbox.slots());
         self.chat.stop_announcing();
         for slot in self.outbox.slots() {
             self.close_with(slot, close_code::GOING_AWAY, "server shutting down");
@@ -445,7 +470,7 @@ fn event_id(event: &Event) -> Option<ConnId> {
         | Event::Close { id, .. }
         | Event::Notice { id, .. }
         | Event::Leave { id, .. } => Some(*id),
-        Event::Shutdown => None,
+        Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => None,
     }
 }
 

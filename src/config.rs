@@ -143,6 +143,12 @@ pub struct Config {
     pub history_sync_interval: Duration,
     /// Rooms that may exist at once; past it, an idle room is forgotten to make space.
     pub max_rooms: usize,
+    /// Join a cluster through this Redis (`redis://[:PASSWORD@]HOST:PORT/[DB]`): rooms span
+    /// every node that names the same Redis. `None` (the default) never touches Redis.
+    pub redis: Option<String>,
+    /// Start even when Redis cannot be reached at start-up (the bridge keeps retrying);
+    /// otherwise [`Server::bind`](crate::Server::bind) fails.
+    pub redis_optional: bool,
     /// Who may read `GET /metrics` (the Prometheus text format); `/healthz` is always served.
     pub metrics: MetricsAccess,
     /// `/healthz` answers 503 when a broadcaster round has been running this long.
@@ -185,6 +191,8 @@ impl Default for Config {
             history_file: None,
             history_sync_interval: Duration::from_millis(DEFAULT_HISTORY_SYNC_INTERVAL_MS),
             max_rooms: DEFAULT_MAX_ROOMS,
+            redis: None,
+            redis_optional: false,
             metrics: MetricsAccess::On,
             stuck_round_after: Duration::from_secs(DEFAULT_STUCK_ROUND_AFTER_SECS),
             relay_custom_events: true,
@@ -232,6 +240,13 @@ impl Config {
         }
         if self.max_request_bytes < 256 {
             return Err("max-request-bytes must be at least 256".into());
+        }
+        if self.redis.is_some() && self.history_file.is_some() {
+            return Err(
+                "history-file does not go with redis: the file holds one node's lines, \
+                 and a cluster's nodes would each replay a different past; drop history-file"
+                    .into(),
+            );
         }
         for origin in &self.allow_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))

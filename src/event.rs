@@ -3,7 +3,7 @@
 //! Every reader holds a `Sender<Event>` of one bounded crossbeam channel; the broadcaster owns
 //! the one `Receiver`. Nothing flows back, so there is no cycle to deadlock. This module holds
 //! only the types: the readers make events, the broadcaster handles them, and neither needs
-//! the other's module.
+//! the other's module. With `--redis`, the cluster bridge's subscriber holds a sender too.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -64,6 +64,37 @@ pub(crate) enum Event {
     },
     /// Close every client with 1001, give them the grace period, then stop.
     Shutdown,
+    /// A line said on another node of the cluster, from the Redis bridge (`--redis`): for
+    /// this node's members of `room`.
+    Remote { room: String, line: RemoteLine },
+    /// The bridge lost its subscription to Redis (`up: false`) or has it again: every chat
+    /// client hears one notice each way.
+    ClusterLink { up: bool },
+}
+
+/// What another node's room heard, as the bridge decoded it from Redis.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RemoteLine {
+    Message {
+        name: String,
+        text: String,
+        time_ms: u64,
+    },
+    Action {
+        name: String,
+        text: String,
+        time_ms: u64,
+    },
+    Enter {
+        name: String,
+    },
+    Leave {
+        name: String,
+    },
+    Rename {
+        old: String,
+        name: String,
+    },
 }
 
 /// A connection that finished its handshake. The stream is shared with its reader, which only

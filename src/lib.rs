@@ -52,6 +52,7 @@ mod reader;
 
 // What they build on.
 mod ceiling;
+mod cluster;
 pub mod config;
 mod history_file;
 mod history_writer;

@@ -21,6 +21,7 @@ use log::{error, info, warn};
 use crate::broadcaster::Broadcaster;
 use crate::chat::rooms::Rooms;
 use crate::chat::Chat;
+use crate::cluster::Bridge;
 use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
 use crate::history_file::{self, HistoryFile};
@@ -131,6 +132,7 @@ pub struct Server {
     registry: Arc<Registry>,
     rooms: Rooms,
     history_file: Option<HistoryFile>,
+    cluster: Option<Bridge>,
     /// The broadcaster's heartbeat and figures, read by readers for `/healthz` and `/metrics`.
     metrics: Arc<metrics::Shared>,
     /// Tests: how many of the next reader threads get a stack no OS can map, so that std's
@@ -178,6 +180,7 @@ impl Server {
             ),
         };
         let listener = TcpListener::bind(config.socket_addr())?;
+        let cluster = Bridge::open(&config)?;
         platform::set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
         let stop = StopHandle {
@@ -192,6 +195,7 @@ impl Server {
             registry: Arc::default(),
             rooms,
             history_file,
+            cluster,
             metrics: Arc::default(),
             #[cfg(test)]
             failing_spawns: Arc::default(),
@@ -249,8 +253,15 @@ impl Server {
             None => (None, None),
         };
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
+        let (outlet, bridge) = match self.cluster.take() {
+            Some(b) => b
+                .start(events.clone(), self.stop.stopping.clone())
+                .map(|(o, t)| (Some(o), Some(t)))?,
+            None => (None, None),
+        };
         let broadcaster =
-            Broadcaster::new(self.config.clone(), chat, history, self.metrics.clone());
+            Broadcaster::new(self.config.clone(), chat, history, self.metrics.clone())
+                .with_cluster(outlet);
         let stop = self.stop.clone();
         let broadcaster = thread::Builder::new()
             .name("broadcaster".into())
@@ -287,6 +298,9 @@ impl Server {
         // The broadcaster's end of the history queue is gone: the writer syncs and ends.
         if history_writer.is_some_and(|writer| writer.join().is_err()) {
             error!("the history writer panicked");
+        }
+        if let Some(bridge) = bridge {
+            bridge.join();
         }
         // Connections still in their handshake or downloading the page.
         self.registry.cut_all();

@@ -132,6 +132,26 @@ struct Cli {
     #[arg(long, env = "WSCHAT_SHUTDOWN_GRACE", value_name = "SECS", default_value_t = Secs::whole(config::DEFAULT_SHUTDOWN_GRACE_SECS), help_heading = "Timeouts")]
     shutdown_grace: Secs,
 
+    /// Join a cluster through this Redis, e.g. redis://127.0.0.1:6379/ (a password goes in
+    /// it: redis://:PASSWORD@HOST:PORT/): rooms span every node that names the same Redis.
+    /// Without it Redis is never touched
+    #[arg(
+        long,
+        env = "WSCHAT_REDIS",
+        value_name = "URL",
+        help_heading = "Cluster"
+    )]
+    redis: Option<String>,
+
+    /// Start even when Redis cannot be reached at start-up (chat stays on this node until it
+    /// answers); without it the server exits
+    #[arg(
+        long,
+        env = "WSCHAT_REDIS_OPTIONAL",
+        requires = "redis",
+        help_heading = "Cluster"
+    )]
+    redis_optional: bool,
     /// GET /metrics (Prometheus text format): on, loopback (127.0.0.1 and ::1 only) or off;
     /// /healthz is always served
     #[arg(long, env = "WSCHAT_METRICS", value_name = "on|loopback|off", default_value_t = MetricsAccess::On, help_heading = "Network")]
@@ -181,6 +201,10 @@ fn main() -> ExitCode {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
         }
+        Err(e) if e.kind() == ErrorKind::NotConnected => {
+            eprintln!("wschat: {e}"); // Redis is unreachable: one line, not "cannot start on"
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("wschat: cannot start on {bind}:{port}: {e}");
             return ExitCode::FAILURE;
@@ -223,6 +247,8 @@ impl Cli {
             history_file: self.history_file,
             history_sync_interval: self.history_sync_interval.0,
             max_rooms: self.max_rooms,
+            redis: self.redis,
+            redis_optional: self.redis_optional,
             metrics: self.metrics,
             ..Config::default()
         }

@@ -390,7 +390,8 @@ impl Chat {
         }
     }
 
-    fn room_members(&self, room: &str) -> &[Slot] {
+    /// The slots in `room` (none if it is not open), e.g. for another node's line.
+    pub fn room_members(&self, room: &str) -> &[Slot] {
         self.rooms.get(room).map_or(&[], |r| &r.members)
     }
 

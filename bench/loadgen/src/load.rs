@@ -50,6 +50,9 @@ const MAX_RESPONSE_HEAD_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub addr: SocketAddr,
+    /// Further servers (the nodes of a cluster): client `i` connects to the `i % (1 + len)`th
+    /// of `addr` and these, so clients and senders spread evenly over them.
+    pub more_addrs: Vec<SocketAddr>,
     /// `Host` header value.
     pub host: String,
     /// Request target; `{i}` is replaced with the client's index.
@@ -73,6 +76,16 @@ pub struct Options {
     pub settle: Duration,
     pub settle_max: Duration,
     pub drain: Duration,
+}
+
+impl Options {
+    /// The server client `index` connects to.
+    pub fn addr_of(&self, index: usize) -> SocketAddr {
+        match index % (1 + self.more_addrs.len()) {
+            0 => self.addr,
+            n => self.more_addrs[n - 1],
+        }
+    }
 }
 
 /// What one run measured.
@@ -101,6 +114,9 @@ pub struct Report {
     pub closed_by_server: u64,
     pub protocol_errors: u64,
     pub latency: Histogram,
+    /// With several URLs: the deliveries whose sender is on another server than the
+    /// recipient (through the cluster).
+    pub cross_latency: Histogram,
     pub send_lag_max_us: u64,
     pub send_backlog_max_bytes: u64,
     /// CPU of the whole generator process during send + drain, percent of one core.
@@ -272,6 +288,7 @@ impl Report {
         self.closed_by_server += w.counts.closed_by_server;
         self.protocol_errors += w.counts.protocol_errors;
         self.latency.merge(&w.latency);
+        self.cross_latency.merge(&w.cross_latency);
         self.send_lag_max_us = self.send_lag_max_us.max(w.send_lag_max_us);
         self.send_backlog_max_bytes = self.send_backlog_max_bytes.max(w.send_backlog_max_bytes);
         let pct = w.cpu_us_after_connect as f64 / (window_s * 1e4);
@@ -287,6 +304,7 @@ struct WorkerReport {
     sent: u64,
     counts: Counts,
     latency: Histogram,
+    cross_latency: Histogram,
     send_lag_max_us: u64,
     send_backlog_max_bytes: u64,
     cpu_us_after_connect: u64,
@@ -355,6 +373,7 @@ struct Worker {
     next_seq: Vec<u32>,
     counts: Counts,
     latency: Histogram,
+    cross_latency: Histogram,
     keys: MaskKeys,
     text: Vec<u8>,
     /// Connections waiting for their (next) connect attempt, by due time.
@@ -417,6 +436,7 @@ impl Worker {
             senders,
             counts: Counts::default(),
             latency: Histogram::new(),
+            cross_latency: Histogram::new(),
             keys: MaskKeys::new(0x9e37_79b9 ^ id as u32),
             text: Vec::new(),
             waiting,
@@ -507,6 +527,7 @@ impl Worker {
             sent: self.sent,
             counts: self.counts,
             latency: self.latency,
+            cross_latency: self.cross_latency,
             send_lag_max_us: self.send_lag_max_us,
             send_backlog_max_bytes: self.send_backlog_max_bytes,
             cpu_us_after_connect,
@@ -568,7 +589,7 @@ impl Worker {
         conn.attempt_started_us = now;
         conn.carry.clear();
         self.in_flight.push(c);
-        match sys::connect_nonblocking(self.opts.addr) {
+        match sys::connect_nonblocking(self.opts.addr_of(self.conns[c].index)) {
             Ok(fd) => {
                 if let Err(e) = self.epoll.add(fd.0, WRITABLE, c as u64) {
                     self.fail_attempt(c, now, format!("epoll: {e}"));
@@ -825,6 +846,10 @@ impl Worker {
         end_us: u64,
     ) -> Option<usize> {
         let k = self.opts.senders;
+        // Which senders are on another server than this client (several URLs).
+        let servers = 1 + self.opts.more_addrs.len();
+        let (clients, here) = (self.opts.clients, self.conns[c].index % servers);
+        let cross = |sender: u32| sender_client(sender as usize, k, clients) % servers != here;
         let mut pos = start;
         let mut pong: Option<Vec<u8>> = None;
         while pos < end {
@@ -849,7 +874,7 @@ impl Worker {
                         payload,
                         seqs,
                         &mut self.counts,
-                        &mut self.latency,
+                        (&mut self.latency, &mut self.cross_latency, &cross),
                         now,
                         end_us,
                     );
@@ -868,7 +893,7 @@ impl Worker {
                             message,
                             seqs,
                             &mut self.counts,
-                            &mut self.latency,
+                            (&mut self.latency, &mut self.cross_latency, &cross),
                             now,
                             end_us,
                         );
@@ -935,7 +960,7 @@ fn deliveries(
     message: &[u8],
     seqs: &mut [u32],
     counts: &mut Counts,
-    latency: &mut Histogram,
+    (latency, cross_latency, cross): (&mut Histogram, &mut Histogram, &dyn Fn(u32) -> bool),
     now: u64,
     end_us: u64,
 ) {
@@ -945,6 +970,9 @@ fn deliveries(
             return;
         };
         latency.record(now.saturating_sub(m.send_us));
+        if cross(m.sender) {
+            cross_latency.record(now.saturating_sub(m.send_us));
+        }
         counts.delivered += 1;
         if now <= end_us {
             counts.delivered_in_window += 1;

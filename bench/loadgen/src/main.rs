@@ -19,7 +19,9 @@ N clients connect to the URL; K of them send R messages/s of B bytes each for D 
 padded to B bytes, found again in whatever the server wraps around it. Prints one JSON line.
 
 OPTIONS:
-    --url URL              ws://HOST:PORT/PATH; `{i}` in PATH becomes the client's index
+    --url URL              ws://HOST:PORT/PATH; `{i}` in PATH becomes the client's index;
+                           repeat it for the nodes of a cluster (same path): client i connects
+                           to the (i mod count)th URL
     -n, --clients N        connections [100]
     -k, --senders K        how many of them send [10]
     -r, --rate R           messages per second per sender [50]
@@ -119,10 +121,11 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, host.to_string(), path.to_string()))
 }
 
-fn run_load(args: &[String]) -> Result<(), String> {
-    let mut url = None;
-    let mut opts = Options {
+/// The options before any flag.
+fn default_options() -> Options {
+    Options {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        more_addrs: Vec::new(),
         host: String::new(),
         path: String::new(),
         clients: 100,
@@ -140,14 +143,19 @@ fn run_load(args: &[String]) -> Result<(), String> {
         settle: Duration::from_millis(500),
         settle_max: Duration::from_secs(30),
         drain: Duration::from_secs(5),
-    };
+    }
+}
+
+fn run_load(args: &[String]) -> Result<(), String> {
+    let mut urls = Vec::new();
+    let mut opts = default_options();
     let mut tags = Vec::new();
     let mut stuck = 0usize;
     let mut a = Args { it: args.iter() };
     while let Some(flag) = a.it.next() {
         let f = flag.as_str();
         match f {
-            "--url" => url = Some(a.value(f)?.to_string()),
+            "--url" => urls.push(a.value(f)?.to_string()),
             "-n" | "--clients" => opts.clients = a.parse(f)?,
             "-k" | "--senders" => opts.senders = a.parse(f)?,
             "-r" | "--rate" => opts.rate = a.parse(f)?,
@@ -178,8 +186,15 @@ fn run_load(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
-    let url = url.ok_or("--url is required (see --help)")?;
-    (opts.addr, opts.host, opts.path) = parse_url(&url)?;
+    let url = urls.first().ok_or("--url is required (see --help)")?;
+    (opts.addr, opts.host, opts.path) = parse_url(url)?;
+    for more in &urls[1..] {
+        let (addr, _, path) = parse_url(more)?;
+        if path != opts.path {
+            return Err(format!("--url {more}: every URL needs the same path"));
+        }
+        opts.more_addrs.push(addr);
+    }
     if opts.senders > opts.clients {
         return Err(format!(
             "--senders {} is more than --clients {}",
@@ -229,6 +244,23 @@ fn open_stuck(opts: &Options, n: usize) -> std::io::Result<Vec<std::net::TcpStre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_spread_over_every_url() {
+        let args: Vec<String> = ["--url", "ws://127.0.0.1:1/", "--url", "ws://127.0.0.1:2/x"]
+            .map(String::from)
+            .to_vec();
+        assert!(run_load(&args).unwrap_err().contains("same path"));
+        let mut opts = Options {
+            more_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 2))],
+            ..default_options()
+        };
+        opts.addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let ports: Vec<u16> = (0..4).map(|i| opts.addr_of(i).port()).collect();
+        assert_eq!(ports, [1, 2, 1, 2]);
+        opts.more_addrs.clear();
+        assert_eq!(opts.addr_of(3).port(), 1);
+    }
 
     #[test]
     fn urls() {

@@ -113,6 +113,12 @@ pub fn json_line(opts: &Options, r: &Report, tags: &[(String, String)]) -> Strin
         .raw("send_backlog_max_bytes", r.send_backlog_max_bytes)
         .num("gen_cpu_pct", r.gen_cpu_pct)
         .num("gen_worker_cpu_pct_max", r.gen_worker_cpu_pct_max);
+    if !opts.more_addrs.is_empty() {
+        let cross = &r.cross_latency;
+        o.raw("cross_deliveries", cross.count())
+            .raw("cross_p50_us", cross.percentile(50.0))
+            .raw("cross_p99_us", cross.percentile(99.0));
+    }
     if let Some(load) = crate::procstat::load_average() {
         o.num("loadavg_1m", load);
     }

@@ -1,0 +1,425 @@
+//! The cluster (`--redis URL`): rooms shared by every wschat node that names the same Redis.
+//!
+//! Owns the bridge between the broadcaster and Redis: the start-up checks, the node's id, the
+//! bounded channel of outgoing lines ([`Outlet`]), the [`Tap`] that picks the lines a room's
+//! other nodes must hear, and the delivery of their lines here ([`deliver`]). The broadcaster
+//! never talks to Redis: it only `try_send`s into the outlet (a full channel drops the line
+//! and counts it), and the other nodes' lines reach it as `Event::Remote` on the event
+//! channel. `link` runs the threads that talk to Redis; `wire` is what they say.
+//! May use `chat` (a room's members), `event`, `wire` and `config`; never a client socket.
+
+mod link;
+mod wire;
+
+use std::hash::BuildHasher;
+use std::io::{self, ErrorKind};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use log::{info, warn};
+use redis::{Client, Connection};
+
+use crate::chat::{Chat, Deliver};
+use crate::config::Config;
+use crate::event::{Event, RemoteLine, Slot};
+use crate::wire::ChatEvent;
+use link::{Dropped, Outgoing, StartError};
+
+/// Lines waiting for the publisher at most. Full means Redis is slow or gone: the broadcaster
+/// drops the line (counted) instead of waiting, so local chat goes on.
+pub(crate) const OUTGOING_QUEUE_CAPACITY: usize = 16 * 1024;
+/// Stack for each bridge thread: a Redis connection and JSON, no large locals.
+const BRIDGE_STACK_BYTES: usize = 256 * 1024;
+
+/// Checked connections to Redis, before the server runs.
+pub(crate) struct Bridge {
+    client: Client,
+    /// `None` when Redis was unreachable and `redis_optional` let the server start: the
+    /// threads keep trying.
+    connections: Option<(Connection, Connection)>,
+    node: Arc<str>,
+}
+
+impl Bridge {
+    /// Joins the cluster `config.redis` names, if any: checks the URL and the password, and
+    /// subscribes, so lines from other nodes are heard from the first client on. A wrong URL
+    /// or password fails with `InvalidInput`; an unreachable Redis with `NotConnected`,
+    /// unless `redis_optional`.
+    pub(crate) fn open(config: &Config) -> io::Result<Option<Bridge>> {
+        let Some(url) = &config.redis else {
+            return Ok(None);
+        };
+        let node: Arc<str> = node_id().into();
+        let (client, connections) = match link::open(url) {
+            Ok((client, publish, subscribe)) => (client, Some((publish, subscribe))),
+            Err(StartError::Config(msg)) => {
+                return Err(io::Error::new(ErrorKind::InvalidInput, msg))
+            }
+            Err(StartError::Unreachable(msg)) if config.redis_optional => {
+                warn!("{msg}: starting anyway (redis-optional); chat stays on this node until it answers");
+                let client = Client::open(url.as_str())
+                    .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+                (client, None)
+            }
+            Err(StartError::Unreachable(msg)) => {
+                return Err(io::Error::new(
+                    ErrorKind::NotConnected,
+                    format!("{msg} (--redis-optional starts anyway)"),
+                ))
+            }
+        };
+        info!(
+            "cluster: node {node} joined through Redis at {}",
+            link::redact(url)
+        );
+        Ok(Some(Bridge {
+            client,
+            connections,
+            node,
+        }))
+    }
+
+    /// Starts the bridge's threads: the broadcaster gets the [`Outlet`], the subscriber
+    /// sends on `events` until `stopping` is set.
+    pub(crate) fn start(
+        self,
+        events: Sender<Event>,
+        stopping: Arc<AtomicBool>,
+    ) -> io::Result<(Outlet, Threads)> {
+        let (tx, rx) = crossbeam_channel::bounded(OUTGOING_QUEUE_CAPACITY);
+        let dropped = Arc::new(Dropped::default());
+        let (publish_conn, subscribe_conn) = self
+            .connections
+            .map_or((None, None), |(p, s)| (Some(p), Some(s)));
+        let (client, node, d) = (self.client.clone(), self.node.clone(), dropped.clone());
+        let publish = thread::Builder::new()
+            .name("cluster-publish".into())
+            .stack_size(BRIDGE_STACK_BYTES)
+            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d))?;
+        let (client, node) = (self.client, self.node);
+        let connected = subscribe_conn.is_some();
+        let (ready, subscribed) = crossbeam_channel::bounded(1);
+        let subscribe = thread::Builder::new()
+            .name("cluster-subscribe".into())
+            .stack_size(BRIDGE_STACK_BYTES)
+            .spawn(move || {
+                link::subscribe_loop(client, subscribe_conn, node, events, stopping, ready)
+            })?;
+        // Subscribed before the first client: from then on, no other node's line is missed.
+        let wait = Duration::from_millis(link::SUBSCRIBED_WAIT_MS);
+        if connected && subscribed.recv_timeout(wait).is_err() {
+            warn!("cluster: not subscribed yet; lines from other nodes may be missed until then");
+        }
+        let outlet = Outlet {
+            tx,
+            dropped: dropped.clone(),
+        };
+        Ok((
+            outlet,
+            Threads {
+                publish,
+                subscribe,
+                dropped,
+            },
+        ))
+    }
+}
+
+/// The bridge's running threads.
+pub(crate) struct Threads {
+    publish: JoinHandle<()>,
+    subscribe: JoinHandle<()>,
+    dropped: Arc<Dropped>,
+}
+
+impl Threads {
+    /// Waits for both threads: call once the broadcaster has finished (the publisher ends
+    /// with its outlet) and the server is stopping (the subscriber ends then).
+    pub(crate) fn join(self) {
+        let _ = self.publish.join();
+        let _ = self.subscribe.join();
+        let dropped = self.dropped.total();
+        if dropped > 0 {
+            warn!("cluster: {dropped} lines were never sent to the other nodes");
+        }
+    }
+}
+
+/// The broadcaster's end of the outgoing channel: never blocks.
+pub(crate) struct Outlet {
+    tx: Sender<Outgoing>,
+    dropped: Arc<Dropped>,
+}
+
+impl Outlet {
+    fn publish(&self, room: &str, line: RemoteLine) {
+        let room = room.to_string();
+        match self.tx.try_send(Outgoing { room, line }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.dropped.add(1, "the Redis publisher is behind"),
+            Err(TrySendError::Disconnected(_)) => self.dropped.add(1, "the publisher has ended"),
+        }
+    }
+}
+
+/// Delivers like `out`, and hands every room line (message, action, enter, leave, rename) to
+/// the outlet for the room's members on other nodes. Private messages, notices, welcomes and
+/// history replays stay here.
+pub(crate) struct Tap<'a, D> {
+    out: &'a mut D,
+    outlet: Option<&'a Outlet>,
+}
+
+impl<'a, D: Deliver> Tap<'a, D> {
+    pub(crate) fn new(out: &'a mut D, outlet: Option<&'a Outlet>) -> Self {
+        Tap { out, outlet }
+    }
+}
+
+impl<D: Deliver> Deliver for Tap<'_, D> {
+    fn broadcast(
+        &mut self,
+        to: &[Slot],
+        except: Option<Slot>,
+        event: &ChatEvent<'_>,
+        time_ms: u64,
+    ) {
+        self.out.broadcast(to, except, event, time_ms);
+        if let Some(outlet) = self.outlet {
+            if let Some((room, line)) = remote_line(event, time_ms) {
+                outlet.publish(room, line);
+            }
+        }
+    }
+    fn send(&mut self, to: Slot, event: &ChatEvent<'_>, time_ms: u64) {
+        self.out.send(to, event, time_ms);
+    }
+}
+
+/// The line other nodes must hear for a room event, with its room.
+fn remote_line<'e>(event: &ChatEvent<'e>, time_ms: u64) -> Option<(&'e str, RemoteLine)> {
+    let s = |x: &str| x.to_string();
+    Some(match *event {
+        ChatEvent::Message {
+            name,
+            text,
+            room,
+            history: false,
+        } => (
+            room,
+            RemoteLine::Message {
+                name: s(name),
+                text: s(text),
+                time_ms,
+            },
+        ),
+        ChatEvent::Action {
+            name,
+            text,
+            room,
+            history: false,
+        } => (
+            room,
+            RemoteLine::Action {
+                name: s(name),
+                text: s(text),
+                time_ms,
+            },
+        ),
+        ChatEvent::Enter { name, room } => (room, RemoteLine::Enter { name: s(name) }),
+        ChatEvent::Leave { name, room } => (room, RemoteLine::Leave { name: s(name) }),
+        ChatEvent::Rename { old, name, room } => (
+            room,
+            RemoteLine::Rename {
+                old: s(old),
+                name: s(name),
+            },
+        ),
+        _ => return None,
+    })
+}
+
+/// Another node's line, for this node's members of `room` (none: nothing happens, and no
+/// room is opened for it). A message keeps the time it was said at; the rest get `now_ms`.
+pub(crate) fn deliver(
+    chat: &Chat,
+    out: &mut impl Deliver,
+    room: &str,
+    line: &RemoteLine,
+    now_ms: u64,
+) {
+    let to = chat.room_members(room);
+    if to.is_empty() {
+        return;
+    }
+    let (event, time_ms) = match line {
+        RemoteLine::Message {
+            name,
+            text,
+            time_ms,
+        } => (
+            ChatEvent::Message {
+                name,
+                text,
+                room,
+                history: false,
+            },
+            *time_ms,
+        ),
+        RemoteLine::Action {
+            name,
+            text,
+            time_ms,
+        } => (
+            ChatEvent::Action {
+                name,
+                text,
+                room,
+                history: false,
+            },
+            *time_ms,
+        ),
+        RemoteLine::Enter { name } => (ChatEvent::Enter { name, room }, now_ms),
+        RemoteLine::Leave { name } => (ChatEvent::Leave { name, room }, now_ms),
+        RemoteLine::Rename { old, name } => (ChatEvent::Rename { old, name, room }, now_ms),
+    };
+    out.broadcast(to, None, &event, time_ms);
+}
+
+/// The notice every chat client gets when the link to the other nodes goes down or comes
+/// back.
+pub(crate) fn link_notice(
+    chat: &Chat,
+    out: &mut impl Deliver,
+    slots: &[Slot],
+    up: bool,
+    now_ms: u64,
+) {
+    let (code, text) = if up {
+        (
+            "cluster-up",
+            "The link to the other chat servers is back: the whole room hears you again.",
+        )
+    } else {
+        (
+            "cluster-down",
+            "The link to the other chat servers is down: until it is back, only the people on this server hear you.",
+        )
+    };
+    let notice = ChatEvent::Notice {
+        code,
+        text,
+        users: None,
+    };
+    for &slot in slots.iter().filter(|&&slot| chat.member(slot).is_some()) {
+        out.send(slot, &notice, now_ms);
+    }
+}
+
+/// This node is stopping: the other nodes hear that each of its members left.
+pub(crate) fn farewell(
+    outlet: Option<&Outlet>,
+    chat: &Chat,
+    slots: impl IntoIterator<Item = Slot>,
+) {
+    let Some(outlet) = outlet else { return };
+    for member in slots.into_iter().filter_map(|slot| chat.member(slot)) {
+        let name = member.name.to_string();
+        outlet.publish(&member.room, RemoteLine::Leave { name });
+    }
+}
+
+/// A node id unique enough for a cluster: random (std's hasher keys come from the OS), with
+/// the process id mixed in.
+fn node_id() -> String {
+    let random = std::collections::hash_map::RandomState::new();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:016x}", random.hash_one((std::process::id(), nanos)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what reaches the local clients.
+    #[derive(Default)]
+    struct Count(usize);
+
+    impl Deliver for Count {
+        fn broadcast(&mut self, _: &[Slot], _: Option<Slot>, _: &ChatEvent<'_>, _: u64) {
+            self.0 += 1;
+        }
+        fn send(&mut self, _: Slot, _: &ChatEvent<'_>, _: u64) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn the_tap_passes_room_lines_on_and_keeps_the_rest_here() {
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let outlet = Outlet {
+            tx,
+            dropped: Arc::default(),
+        };
+        let mut local = Count::default();
+        let mut tap = Tap::new(&mut local, Some(&outlet));
+        let (name, room) = ("ada", "r");
+        let live = ChatEvent::Message {
+            name,
+            text: "hi",
+            room,
+            history: false,
+        };
+        let replayed = ChatEvent::Message {
+            name,
+            text: "old",
+            room,
+            history: true,
+        };
+        let private = ChatEvent::Private {
+            from: name,
+            to: "bob",
+            text: "psst",
+        };
+        tap.broadcast(&[1, 2], None, &live, 5);
+        tap.broadcast(&[1, 2], None, &replayed, 5);
+        tap.broadcast(&[1, 2], None, &private, 5);
+        tap.broadcast(&[1], Some(1), &ChatEvent::Enter { name, room }, 6);
+        tap.send(1, &live, 7);
+        assert_eq!(local.0, 5, "everything is delivered here");
+        let out: Vec<(String, RemoteLine)> = rx.try_iter().map(|o| (o.room, o.line)).collect();
+        let ada = || name.to_string();
+        assert_eq!(
+            out,
+            [
+                (
+                    room.to_string(),
+                    RemoteLine::Message {
+                        name: ada(),
+                        text: "hi".into(),
+                        time_ms: 5
+                    }
+                ),
+                (room.to_string(), RemoteLine::Enter { name: ada() }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_outlet_drops_and_counts_instead_of_waiting() {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let outlet = Outlet {
+            tx,
+            dropped: Arc::default(),
+        };
+        for _ in 0..3 {
+            outlet.publish("r", RemoteLine::Leave { name: "ada".into() });
+        }
+        assert_eq!(outlet.dropped.total(), 2);
+    }
+}
