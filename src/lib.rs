@@ -52,6 +52,7 @@ pub mod config;
 mod history_file;
 mod http;
 mod platform;
+mod engineio;
 mod socketio;
 mod wire;
 mod www;
