@@ -164,7 +164,7 @@ fn serve(
     let (endpoint, enter) = endpoint(id, &mut route, config);
     let join = Join {
         id,
-        stream: stream.clone(),
+        stream: Some(stream.clone()),
         peer,
         endpoint,
     };
