@@ -12,6 +12,7 @@
 
 use serde_json::json;
 
+use crate::http;
 use crate::socketio::Eio;
 
 /// The record separator between packets of an EIO=4 payload.
@@ -121,6 +122,26 @@ pub(crate) fn open_packet(
     format!("0{open}")
 }
 
+/// Checks the query of a polling request (`EIO` and `transport=polling`); the error is the
+/// reason for an HTTP 400.
+pub(crate) fn check_polling_query(query: &str) -> Result<Eio, String> {
+    let eio = match http::query_param(query, "EIO").as_deref() {
+        Some("4") => Eio::V4,
+        Some("3") => Eio::V3,
+        Some(other) => {
+            return Err(format!(
+                "unsupported EIO={other}: wschat speaks EIO=4 (socket.io-client v3 and v4) \
+                 and EIO=3 (socket.io-client v2)"
+            ))
+        }
+        None => return Err("missing EIO: socket.io clients send EIO=4 or EIO=3".into()),
+    };
+    match http::query_param(query, "transport").as_deref() {
+        Some("polling") => Ok(eio),
+        _ => Err("expected transport=polling".into()),
+    }
+}
+
 /// The body engine.io sends with the 400 for a sid it does not know.
 pub(crate) const UNKNOWN_SID_BODY: &str = r#"{"code":1,"message":"Session ID unknown"}"#;
 
@@ -172,6 +193,15 @@ mod tests {
         ] {
             assert!(decode_payload(Eio::V3, bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn polling_queries() {
+        assert_eq!(check_polling_query("EIO=4&transport=polling&t=x"), Ok(Eio::V4));
+        assert_eq!(check_polling_query("EIO=3&transport=polling&sid=a"), Ok(Eio::V3));
+        assert!(check_polling_query("EIO=5&transport=polling").is_err());
+        assert!(check_polling_query("transport=polling").is_err());
+        assert!(check_polling_query("EIO=4&transport=websocket").is_err());
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub struct Server {
     config: Arc<Config>,
     stop: StopHandle,
     registry: Arc<Registry>,
+    /// The long-polling sessions, by sid, for the readers.
+    sessions: Arc<reader::Sessions>,
     rooms: Rooms,
     history_file: Option<HistoryFile>,
 }
@@ -178,6 +180,7 @@ impl Server {
             config: Arc::new(config),
             stop,
             registry: Arc::default(),
+            sessions: Arc::default(),
             rooms,
             history_file,
         })
@@ -297,12 +300,13 @@ impl Server {
         };
         let config = self.config.clone();
         let events = events.clone();
+        let sessions = self.sessions.clone();
         let spawned = thread::Builder::new()
             .name(format!("client-{id}"))
             .stack_size(CLIENT_STACK_BYTES)
             .spawn(move || {
                 let _deregister = deregister;
-                reader::run(id, stream, peer, &config, &events);
+                reader::run(id, stream, peer, &config, &events, &sessions);
             });
         if let Err(e) = spawned {
             // The closure (and its Deregister) was dropped with the error.
