@@ -172,7 +172,10 @@ mod tests {
         // "😀" is one char, four UTF-8 bytes, two UTF-16 units.
         let packet = r#"42["message","😀é"]"#;
         let body = encode_payload(Eio::V3, &["3", packet]);
-        assert_eq!(String::from_utf8(body.clone()).unwrap(), format!("1:319:{packet}"));
+        assert_eq!(
+            String::from_utf8(body.clone()).unwrap(),
+            format!("1:319:{packet}")
+        );
         let text = String::from_utf8(body).unwrap();
         assert_eq!(decode_payload(Eio::V3, &text), Ok(vec!["3", packet]));
         assert_eq!(decode_payload(Eio::V3, "2:40"), Ok(vec!["40"]));
@@ -185,10 +188,10 @@ mod tests {
             "2",
             ":2",
             "x:2",
-            "5:40",         // too short
-            "1:40",         // the rest is not a length
-            "0:",           // an empty packet
-            "1:😀",         // ends inside the emoji's surrogate pair
+            "5:40", // too short
+            "1:40", // the rest is not a length
+            "0:",   // an empty packet
+            "1:😀", // ends inside the emoji's surrogate pair
             "99999999999999999999999:1",
         ] {
             assert!(decode_payload(Eio::V3, bad).is_err(), "{bad:?}");
@@ -197,8 +200,14 @@ mod tests {
 
     #[test]
     fn polling_queries() {
-        assert_eq!(check_polling_query("EIO=4&transport=polling&t=x"), Ok(Eio::V4));
-        assert_eq!(check_polling_query("EIO=3&transport=polling&sid=a"), Ok(Eio::V3));
+        assert_eq!(
+            check_polling_query("EIO=4&transport=polling&t=x"),
+            Ok(Eio::V4)
+        );
+        assert_eq!(
+            check_polling_query("EIO=3&transport=polling&sid=a"),
+            Ok(Eio::V3)
+        );
         assert!(check_polling_query("EIO=5&transport=polling").is_err());
         assert!(check_polling_query("transport=polling").is_err());
         assert!(check_polling_query("EIO=4&transport=websocket").is_err());

@@ -49,10 +49,10 @@ mod reader;
 
 // What they build on.
 pub mod config;
+mod engineio;
 mod history_file;
 mod http;
 mod platform;
-mod engineio;
 mod socketio;
 mod wire;
 mod www;

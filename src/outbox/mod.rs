@@ -11,18 +11,18 @@ mod buffer;
 mod polling;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::io::ErrorKind;
 use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, log_enabled, Level};
 
 use crate::config::Config;
-use crate::event::{ConnId, Endpoint, Join, Slot};
 use crate::event::Poll;
+use crate::event::{ConnId, Endpoint, Join, Slot};
 use crate::platform;
 use crate::socketio::Eio;
 use crate::wire::{self, ChatEvent, Encoder, Opcode, Wire};

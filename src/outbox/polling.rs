@@ -125,7 +125,8 @@ impl PollSide {
         if let Some(poll) = self.get.take() {
             // Best effort: the client paused polling and ignores this GET's answer.
             let body = NOOP.as_bytes();
-            let head = http::response_head(200, "text/plain; charset=UTF-8", 1, &poll.headers, true);
+            let head =
+                http::response_head(200, "text/plain; charset=UTF-8", 1, &poll.headers, true);
             let mut bytes = head.into_bytes();
             bytes.extend_from_slice(body);
             let sent = crate::platform::send_nonblocking(&poll.stream, &bytes);
@@ -144,7 +145,10 @@ impl PollSide {
     /// The session is over: its sid is unknown from now on, and its GETs are let go.
     pub fn end(&mut self) {
         self.shared.ended.store(true, Ordering::Release);
-        for poll in [self.get.take(), self.in_flight.take()].into_iter().flatten() {
+        for poll in [self.get.take(), self.in_flight.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = poll.stream.shutdown(std::net::Shutdown::Both);
             let _ = poll.done.send(false);
         }

@@ -222,7 +222,7 @@ fn route_request(
     let sid = http::query_param(query, "sid");
     let route = match path {
         "/socket.io/" | "/socket.io" if sid.is_some() => {
-            socketio::check_query(&query.replace("sid=", "_upgrading="))
+            socketio::check_query(query)
                 .map_err(|reason| refuse(StatusCode::BAD_REQUEST, reason))?;
             let sid = sid.unwrap_or_default();
             polling::upgrading(sessions, &sid)

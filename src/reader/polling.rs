@@ -41,10 +41,13 @@ const POST_BODY_MESSAGES: usize = 16;
 /// from 1): a session outlives the connections that carry its requests.
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1 << 48);
 
+/// A session in the table: what tells whether it ended, and its state.
+type Listed = (Arc<PollShared>, Arc<Mutex<Entry>>);
+
 /// Every polling session by sid, shared by the readers.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    map: Mutex<HashMap<String, (Arc<PollShared>, Arc<Mutex<Entry>>)>>,
+    map: Mutex<HashMap<String, Listed>>,
 }
 
 impl Sessions {
@@ -146,21 +149,39 @@ struct Reply<'a> {
 }
 
 impl Reply<'_> {
+    /// Writes a response; true when the connection goes on.
     fn send(&self, status: u16, content_type: &str, extra: &str, body: &[u8]) -> bool {
+        self.write(status, content_type, extra, body, self.keep_alive)
+    }
+
+    fn write(&self, status: u16, ctype: &str, extra: &str, body: &[u8], keep: bool) -> bool {
         let headers = format!("{}{extra}", self.cors);
-        let head = http::response_head(status, content_type, body.len(), &headers, self.keep_alive);
+        let head = http::response_head(status, ctype, body.len(), &headers, keep);
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(body);
         let mut stream: &TcpStream = self.stream;
-        stream.write_all(&bytes).is_ok() && self.keep_alive
+        stream.write_all(&bytes).is_ok() && keep
     }
 
-    fn text(&self, status: u16, body: &str) -> bool {
-        self.send(status, "text/plain; charset=UTF-8", "", body.as_bytes())
+    fn ok(&self) -> bool {
+        self.send(200, "text/plain; charset=UTF-8", "", b"ok")
     }
 
-    fn json(&self, status: u16, body: &str) -> bool {
-        self.send(status, "application/json", "", body.as_bytes())
+    /// An error in plain text (`<status> <reason>: why`); the connection then closes.
+    fn text(&self, status: u16, why: &str) {
+        let body = format!("{status} {}: {why}\n", http::reason_phrase(status));
+        self.write(
+            status,
+            "text/plain; charset=UTF-8",
+            "",
+            body.as_bytes(),
+            false,
+        );
+    }
+
+    /// An engine.io error body (`{"code":…,"message":…}`); the connection then closes.
+    fn json(&self, status: u16, body: &str) {
+        self.write(status, "application/json", "", body.as_bytes(), false);
     }
 }
 
@@ -178,7 +199,10 @@ pub(super) fn serve(
     loop {
         let next = request(stream, peer, &head, config, events, sessions);
         let Next::KeepAlive(rest) = next else {
-            let _ = stream.shutdown(Shutdown::Both);
+            // Read what the client still sends (a refused body), so it gets the response
+            // rather than a reset.
+            let _ = stream.shutdown(Shutdown::Write);
+            super::linger(stream);
             return;
         };
         // A kept-alive connection may wait for its next poll as long as a session may.
@@ -234,11 +258,17 @@ fn request(
         keep_alive: head.keep_alive(),
     };
     let rest = head.bytes[head.head_len..].to_vec();
-    let keep = |ok: bool, rest: Vec<u8>| if ok { Next::KeepAlive(rest) } else { Next::Close };
+    let keep = |ok: bool, rest: Vec<u8>| {
+        if ok {
+            Next::KeepAlive(rest)
+        } else {
+            Next::Close
+        }
+    };
     if !origin_allowed(config, origin) {
         let why = format!("origin {} is not allowed", origin.unwrap_or("(none)"));
         info!("{peer} polling refused: {why}");
-        reply.text(403, &format!("403 Forbidden: {why}\n"));
+        reply.text(403, &why);
         return Next::Close;
     }
     if head.method == "OPTIONS" {
@@ -255,13 +285,16 @@ fn request(
     let eio = match engineio::check_polling_query(query) {
         Ok(eio) => eio,
         Err(why) => {
-            reply.text(400, &format!("400 Bad Request: {why}\n"));
+            reply.text(400, &why);
             return Next::Close;
         }
     };
     let sid = http::query_param(query, "sid");
     match (head.method.as_str(), sid) {
-        ("GET", None) => keep(handshake(&reply, peer, eio, query, config, events, sessions), rest),
+        ("GET", None) => keep(
+            handshake(&reply, peer, eio, query, config, events, sessions),
+            rest,
+        ),
         ("GET" | "POST", Some(sid)) => {
             let Some(entry) = sessions.get(&sid) else {
                 reply.json(400, UNKNOWN_SID_BODY);
@@ -273,10 +306,20 @@ fn request(
                 post(&reply, head, &entry, events, config)
             }
         }
-        ("POST", None) => keep(reply.json(400, r#"{"code":2,"message":"Bad handshake method"}"#), rest),
+        ("POST", None) => {
+            reply.json(400, r#"{"code":2,"message":"Bad handshake method"}"#);
+            Next::Close
+        }
         (method, _) => {
             let why = format!("405 Method Not Allowed: polling takes GET and POST, not {method}\n");
-            reply.send(405, "text/plain; charset=UTF-8", "Allow: GET, POST, OPTIONS\r\n", why.as_bytes());
+            let allow = "Allow: GET, POST, OPTIONS\r\n";
+            reply.write(
+                405,
+                "text/plain; charset=UTF-8",
+                allow,
+                why.as_bytes(),
+                false,
+            );
             Next::Close
         }
     }
@@ -422,26 +465,21 @@ fn post(
         Ok(read) => read,
         Err((status, why)) => {
             e.end(events, &why);
-            reply.text(status, &format!("{status} {}: {why}\n", http::reason_phrase(status)));
+            reply.text(status, &why);
             return Next::Close;
         }
     };
     match handle_payload(&mut e, &body, events, config) {
-        Ok(()) => {
-            if reply.text(200, "ok") {
-                Next::KeepAlive(rest)
-            } else {
-                Next::Close
-            }
-        }
+        Ok(()) if reply.ok() => Next::KeepAlive(rest),
+        Ok(()) => Next::Close,
         Err((200, why)) => {
             e.end(events, &why); // the client's close packet
-            reply.text(200, "ok");
+            reply.ok();
             Next::Close
         }
         Err((status, why)) => {
             e.end(events, &why);
-            reply.text(status, &format!("{status} {}: {why}\n", http::reason_phrase(status)));
+            reply.text(status, &why);
             Next::Close
         }
     }
@@ -495,7 +533,10 @@ fn handle_payload(
     for packet in packets {
         if packet.len() > config.max_message_bytes {
             let max = config.max_message_bytes;
-            return Err((413, format!("a packet of {} bytes: at most {max}", packet.len())));
+            return Err((
+                413,
+                format!("a packet of {} bytes: at most {max}", packet.len()),
+            ));
         }
         let (id, session, limiter) = (e.id, &mut e.session, &mut e.limiter);
         match socketio_text(id, packet, session, limiter, config, events) {
@@ -524,7 +565,11 @@ pub(super) fn serve_upgrade(
         stream: stream.clone(),
         replies: Vec::new(),
     };
-    let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config(config.max_message_bytes)));
+    let mut ws = WebSocket::from_raw_socket(
+        side,
+        Role::Server,
+        Some(ws_config(config.max_message_bytes)),
+    );
     let id = lock(&entry.0).id;
     loop {
         match ws.read() {

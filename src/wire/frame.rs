@@ -79,7 +79,7 @@ pub enum Opcode {
 pub(crate) fn split_frames(mut bytes: &[u8]) -> Vec<(u8, &[u8])> {
     let mut frames = Vec::new();
     while bytes.len() >= 2 {
-        let (len, header) = match bytes[1] & 0x7f {
+        let (len, header): (usize, usize) = match bytes[1] & 0x7f {
             126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
             127 if bytes.len() >= 10 => {
                 let len = u64::from_be_bytes(bytes[2..10].try_into().expect("8 bytes"));
@@ -88,7 +88,7 @@ pub(crate) fn split_frames(mut bytes: &[u8]) -> Vec<(u8, &[u8])> {
             126 | 127 => break,
             n => (usize::from(n), 2),
         };
-        let end = (header as usize).saturating_add(len).min(bytes.len());
+        let end = header.saturating_add(len).min(bytes.len());
         frames.push((bytes[0] & 0x0f, &bytes[header..end]));
         bytes = &bytes[end..];
     }
