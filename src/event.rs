@@ -82,6 +82,10 @@ pub(crate) struct PollShared {
     /// When a request for the session last arrived (Unix ms), set by its readers: a session
     /// silent for pingInterval + pingTimeout ends.
     pub last_seen_ms: AtomicU64,
+    /// A GET is with the broadcaster: set by the reader that hands it over, cleared by the
+    /// broadcaster before the response's first byte, so the client's next GET never finds it
+    /// set (a second GET while it is set is an overlap).
+    pub getting: AtomicBool,
 }
 
 /// A connection that finished its handshake. The stream is shared with its reader, which only

@@ -91,6 +91,7 @@ impl PollSide {
             return None;
         }
         let poll = self.get.take()?;
+        self.shared.getting.store(false, Ordering::Release);
         let body = std::mem::take(&mut self.payload);
         let head = http::response_head(
             200,
@@ -123,6 +124,7 @@ impl PollSide {
     /// (the order they were queued in), and the pending GET answered with a noop.
     pub fn into_frames(mut self) -> Vec<u8> {
         if let Some(poll) = self.get.take() {
+            self.shared.getting.store(false, Ordering::Release);
             // Best effort: the client paused polling and ignores this GET's answer.
             let body = NOOP.as_bytes();
             let head =
@@ -145,6 +147,7 @@ impl PollSide {
     /// The session is over: its sid is unknown from now on, and its GETs are let go.
     pub fn end(&mut self) {
         self.shared.ended.store(true, Ordering::Release);
+        self.shared.getting.store(false, Ordering::Release);
         for poll in [self.get.take(), self.in_flight.take()]
             .into_iter()
             .flatten()

@@ -78,8 +78,6 @@ pub(super) struct Entry {
     session: Session,
     limiter: RateLimiter,
     shared: Arc<PollShared>,
-    /// A GET is with the broadcaster.
-    getting: bool,
     /// A POST's body is being read and handled.
     posting: bool,
     /// The session went on over a WebSocket: polling requests are refused.
@@ -377,7 +375,6 @@ fn handshake(
         session,
         limiter: RateLimiter::new(config),
         shared,
-        getting: false,
         posting: false,
         upgraded: false,
     };
@@ -398,18 +395,17 @@ fn long_poll(
 ) -> Next {
     let (done, answered) = crossbeam_channel::bounded(1);
     {
-        let mut e = lock(entry);
+        let e = lock(entry);
         if e.upgraded {
             reply.json(400, BAD_REQUEST_BODY);
             return Next::Close;
         }
-        if e.getting {
+        if e.shared.getting.swap(true, Ordering::AcqRel) {
             // engine.io: a second GET while one is pending closes the session.
             e.end(events, "overlapping GET");
             reply.json(400, BAD_REQUEST_BODY);
             return Next::Close;
         }
-        e.getting = true;
         e.touch();
         let poll = Poll {
             id: e.id,
@@ -425,9 +421,7 @@ fn long_poll(
     // that ends lets go of its GET.
     let wait = config.idle_timeout() + config.handshake_timeout;
     let written = answered.recv_timeout(wait).unwrap_or(false);
-    let mut e = lock(entry);
-    e.getting = false;
-    e.touch();
+    lock(entry).touch();
     if written && reply.keep_alive {
         Next::KeepAlive(rest)
     } else {
