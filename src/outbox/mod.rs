@@ -725,6 +725,79 @@ mod tests {
         assert_eq!(got, expected);
     }
 
+    /// A polling session's packets wait for a GET; the broadcaster then writes one response
+    /// carrying all of them (the only writer of it), tells the reader, and writes nothing
+    /// more to that connection until the next GET.
+    #[test]
+    fn a_poll_is_answered_once_with_everything_queued() {
+        use crate::event::{Poll, PollShared};
+        use std::sync::atomic::Ordering;
+        let mut outbox = Outbox::new(&Config::default());
+        let shared = Arc::new(PollShared::default());
+        let endpoint = Endpoint::Polling {
+            eio3: false,
+            shared: shared.clone(),
+        };
+        let join = Join {
+            id: 1,
+            stream: None,
+            peer: "127.0.0.1:9".parse().unwrap(),
+            endpoint,
+        };
+        let slot = outbox.add(&join);
+        outbox.broadcast(&[slot], None, &HI, 7);
+        assert!(outbox.take_pending().is_empty(), "no GET: nothing to write");
+        let (stream, mut peer) = pair();
+        let (done, answered) = crossbeam_channel::bounded(1);
+        shared.getting.store(true, Ordering::Release);
+        let headers = "X-Test: 1\r\n".to_string();
+        outbox.poll(
+            slot,
+            Poll {
+                id: 1,
+                stream,
+                headers,
+                done,
+            },
+        );
+        outbox.broadcast(&[slot], None, &HI, 8);
+        outbox.ping_all();
+        let pending = outbox.take_pending();
+        assert_eq!(pending, [slot], "listed once");
+        assert!(outbox.write(slot, Instant::now()).is_none());
+        outbox.end_flush();
+        assert_eq!(answered.try_recv(), Ok(true), "the reader hears it is out");
+        assert!(!shared.getting.load(Ordering::Acquire));
+        outbox.broadcast(&[slot], None, &HI, 9);
+        for slot in outbox.take_pending() {
+            assert!(outbox.write(slot, Instant::now()).is_none());
+        }
+        peer.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = peer.read_to_end(&mut got);
+        let text = String::from_utf8(got).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK") && head.contains("X-Test: 1"),
+            "{head}"
+        );
+        let packets: Vec<&str> = body.split('\x1e').collect();
+        assert_eq!(
+            packets.len(),
+            3,
+            "two lines and a ping, one response: {body:?}"
+        );
+        assert!(
+            packets[0].starts_with("42[\"message\"") && packets[2] == "2",
+            "{body:?}"
+        );
+        assert!(
+            !body.contains("9}"),
+            "the line after the response waits for a GET"
+        );
+    }
+
     #[test]
     fn a_client_is_pending_once_until_its_buffer_empties() {
         let mut outbox = Outbox::new(&Config::default());
