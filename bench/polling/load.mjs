@@ -83,8 +83,7 @@ async function main() {
   }
   // The enter lines go by; several generators start together.
   await new Promise((r) => setTimeout(r, START_AT ? Math.max(0, START_AT - Date.now()) : 1000));
-  delivered = 0;
-  latencies.length = 0;
+  // No reset here: only the load's lines count, and another generator may start first.
   const cpu0 = cpuTicks();
   const gen0 = process.cpuUsage();
   const t0 = performance.now();

@@ -22,16 +22,18 @@ def cpu_ticks(pid):
 
 
 def one_run(args, mode, port):
+    log = open(os.path.join(args.logs, f"wschat.{port}.log"), "w")
     server = subprocess.Popen([args.server, "--bind", "127.0.0.1", "--port", str(port),
                                "--rate-limit", "0", "--log-level", "warn"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=log, stderr=log)
     time.sleep(0.5)
     start_at = int(time.time() * 1000) + 8000
-    per = args.clients // args.workers
-    senders = args.senders // args.workers
     tmp = tempfile.mkdtemp()
     workers = []
     for w in range(args.workers):
+        # The room and the senders split as evenly as they go.
+        per = args.clients // args.workers + (w < args.clients % args.workers)
+        senders = args.senders // args.workers + (w < args.senders % args.workers)
         dump = os.path.join(tmp, f"{w}.json")
         cmd = ["node", os.path.join(HERE, "load.mjs"), "--url", f"http://127.0.0.1:{port}",
                "--pid", str(server.pid), "--mode", mode, "-n", str(per), "-k", str(senders),
@@ -72,6 +74,7 @@ def main():
     ap.add_argument("--rate", type=int, default=50)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--modes", default="websocket,polling-keepalive,polling-close")
+    ap.add_argument("--logs", default=tempfile.gettempdir(), help="where the servers' logs go")
     args = ap.parse_args()
     port = int(os.environ.get("BENCH_PORT_BASE", "27000"))
     runs = []
