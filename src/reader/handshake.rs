@@ -117,7 +117,8 @@ pub(super) fn open(
         }
     };
     if !head.wants_websocket && polling::is_polling(&head) {
-        info!("#{id} {peer} {} {}", head.method, head.target);
+        // Two requests per message: the broadcaster logs the session's start and end instead.
+        debug!("#{id} {peer} {} {}", head.method, head.target);
         return Some(Route::Polling(Box::new(head)));
     }
     if !head.wants_websocket && socketio::is_socketio_path(head.path()) {
