@@ -551,3 +551,39 @@ fn the_upgrade_loses_nothing_and_keeps_the_order() {
     drop(ws);
     assert_eq!(recv_event(&mut bob, "leave")["name"], "ann");
 }
+
+#[test]
+fn max_clients_counts_sessions_and_one_that_stops_polling_is_dropped_by_its_backlog() {
+    let config = Config {
+        max_clients: 4,
+        max_backlog_bytes: 2000,
+        ..test_config()
+    };
+    let server = start(config);
+    let addr = server.local_addr();
+    let (mut watcher, _) = join(addr, "watcher");
+    let (mut a, _, _) = Poller::open(addr, 4, "a");
+    a.post(&["40"]);
+    assert_eq!(watcher_enter(&mut watcher), "a");
+    a.poll(); // the welcome; from now on, "a" stops polling
+    drop((a.get, a.post));
+    // Three more sessions make four, each handshake on a connection that then closes (the
+    // listener counts connections, the sessions' table counts sessions).
+    let handshake = "/socket.io/?EIO=4&transport=polling&t=1";
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(Http::new(addr).request("GET", handshake, "", b"").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let full = Http::new(addr).request("GET", handshake, "", b"");
+    assert_eq!(full.status, 503, "{}", full.body);
+    assert!(full.body.contains("server full: 4 clients"), "{}", full.body);
+
+    // Lines pile up for "a", which no longer polls: over the backlog limit it is dropped.
+    for i in 0..40 {
+        send_text(&mut watcher, &format!("line {i} {}", "x".repeat(60)));
+    }
+    assert_eq!(recv_event(&mut watcher, "leave")["name"], "a");
+    let r = Http::new(addr).request("GET", &a.q.clone(), "", b"");
+    assert!(r.body.contains("Session ID unknown"), "{}", r.body);
+}

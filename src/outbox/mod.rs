@@ -421,6 +421,18 @@ impl Outbox {
     pub fn write(&mut self, slot: Slot, now: Instant) -> Option<Dead> {
         let backlog_timeout = self.backlog_timeout;
         let c = self.clients.get_mut(slot)?.as_mut()?;
+        if let Some(p) = c.poll.as_ref().filter(|p| p.queued_bytes() > c.max_backlog_bytes) {
+            let why = format!(
+                "not polling: {} bytes queued, over {}",
+                p.queued_bytes(),
+                c.max_backlog_bytes
+            );
+            return Some(Dead {
+                slot,
+                why,
+                peer_gone: false,
+            });
+        }
         if !take_response(c) {
             return None;
         }
@@ -566,6 +578,11 @@ fn append_to(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>, frames: &[u8])
     }
     if let Some(p) = c.poll.as_mut() {
         p.take_frames(frames);
+        if p.queued_bytes() > c.max_backlog_bytes && !p.listed {
+            // A session that stopped polling: its write finds it over the limit.
+            p.listed = true;
+            pending.push(slot);
+        }
         list_poll(p, c.out.unsent(), slot, pending);
         return;
     }

@@ -66,6 +66,11 @@ impl PollSide {
         self.payload.len() - before
     }
 
+    /// Bytes queued for the next GET.
+    pub fn queued_bytes(&self) -> usize {
+        self.payload.len()
+    }
+
     /// Queues a noop: it releases a pending GET (a client about to upgrade pauses polling).
     pub fn noop(&mut self) {
         engineio::push_packet(self.eio, &mut self.payload, NOOP);

@@ -63,6 +63,14 @@ impl Sessions {
         }
     }
 
+    /// How many sessions have not ended.
+    fn live(&self) -> usize {
+        let map = lock(&self.map);
+        (map.values())
+            .filter(|(shared, _)| !shared.ended.load(Ordering::Acquire))
+            .count()
+    }
+
     /// Adds a session, and forgets those that ended.
     fn insert(&self, sid: String, entry: Entry) {
         let mut map = lock(&self.map);
@@ -334,6 +342,12 @@ fn handshake(
     events: &Sender<Event>,
     sessions: &Sessions,
 ) -> bool {
+    // A session is a client: --max-clients counts it (its requests' connections come and go).
+    if sessions.live() >= config.max_clients {
+        let why = format!("server full: {} clients", config.max_clients);
+        reply.write(503, "text/plain; charset=UTF-8", "", why.as_bytes(), false);
+        return false;
+    }
     let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
     let sid = new_sid();
     let name = http::query_param(query, "username").or_else(|| http::query_param(query, "name"));
