@@ -572,12 +572,19 @@ fn max_clients_counts_sessions_and_one_that_stops_polling_is_dropped_by_its_back
     let handshake = "/socket.io/?EIO=4&transport=polling&t=1";
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(Http::new(addr).request("GET", handshake, "", b"").status, 200);
+        assert_eq!(
+            Http::new(addr).request("GET", handshake, "", b"").status,
+            200
+        );
     }
     std::thread::sleep(Duration::from_millis(200));
     let full = Http::new(addr).request("GET", handshake, "", b"");
     assert_eq!(full.status, 503, "{}", full.body);
-    assert!(full.body.contains("server full: 4 clients"), "{}", full.body);
+    assert!(
+        full.body.contains("server full: 4 clients"),
+        "{}",
+        full.body
+    );
 
     // Lines pile up for "a", which no longer polls: over the backlog limit it is dropped.
     for i in 0..40 {
