@@ -14,21 +14,19 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::mem;
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, log_enabled, Level};
 
 use crate::config::Config;
-use crate::event::Poll;
 use crate::event::{ConnId, Endpoint, Join, Slot};
 use crate::platform;
 use crate::socketio::Eio;
 use crate::wire::{self, ChatEvent, Encoder, Opcode, Wire};
 pub(crate) use buffer::KEEP_CAPACITY_BYTES;
 use buffer::{MemoryReturn, OutBuffer};
-use polling::PollSide;
+use polling::{list_poll, response_written, take_response, PollSide};
 
 /// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping). Chat traffic is
 /// small; a fixed buffer keeps a stuck client from holding megabytes of kernel memory and
@@ -332,70 +330,6 @@ impl Outbox {
         self.classic_frame = frame;
     }
 
-    /// A polling session's GET: answered in the next flush if packets are queued, else when
-    /// some are.
-    pub fn poll(&mut self, slot: Slot, poll: Poll) {
-        let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        let Some(p) = c.poll.as_mut() else {
-            let _ = poll.done.send(false); // upgraded meanwhile: this GET has nothing to carry
-            return;
-        };
-        p.poll(poll);
-        list_poll(p, c.out.unsent(), slot, &mut self.pending);
-    }
-
-    /// A WebSocket probing to upgrade a polling session: `3probe` goes to it at once (a fresh
-    /// socket takes a few bytes), and the pending GET is released with a noop. False when the
-    /// session is not polling or the probe cannot be written.
-    pub fn probe(&mut self, slot: Slot, stream: Arc<TcpStream>) -> bool {
-        let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
-            return false;
-        };
-        let Some(p) = c.poll.as_mut() else {
-            return false;
-        };
-        let mut frame = Vec::new();
-        wire::encode_frame(&mut frame, Opcode::Text, b"3probe");
-        if !platform::send_nonblocking(&stream, &frame).is_ok_and(|n| n == frame.len()) {
-            let _ = stream.shutdown(Shutdown::Both);
-            return false;
-        }
-        if let Some(old) = p.probe.replace(stream) {
-            let _ = old.shutdown(Shutdown::Both);
-        }
-        p.noop();
-        list_poll(p, c.out.unsent(), slot, &mut self.pending);
-        true
-    }
-
-    /// The client sent `5` on its probe: the session goes on over the WebSocket, at once or,
-    /// when a response is still being written, right after it. False without a probe.
-    pub fn upgrade(&mut self, slot: Slot) -> bool {
-        let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
-            return false;
-        };
-        match c.poll.as_mut() {
-            Some(p) if p.probe.is_none() => false,
-            Some(p) if p.writing() => {
-                p.switch_after_response = true;
-                true
-            }
-            Some(_) => switch_to_websocket(c, slot, &mut self.pending),
-            None => false,
-        }
-    }
-
-    /// Polling sessions no request has come for since `since_ms` (Unix ms).
-    pub fn silent_polls(&self, since_ms: u64) -> Vec<Slot> {
-        (self.clients.iter().enumerate())
-            .filter_map(|(slot, c)| Some((slot, c.as_ref()?.poll.as_ref()?)))
-            .filter(|(_, p)| p.shared.last_seen_ms.load(Ordering::Acquire) < since_ms)
-            .map(|(slot, _)| slot)
-            .collect()
-    }
-
     /// Queues each client's heartbeat.
     pub fn ping_all(&mut self) {
         for slot in 0..self.clients.len() {
@@ -594,63 +528,6 @@ fn append_to(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>, frames: &[u8])
         pending.push(slot);
     }
     c.out.push(frames);
-}
-
-/// Lists a polling session for the flush when a response can be made and none is listed.
-fn list_poll(p: &mut PollSide, unsent: usize, slot: Slot, pending: &mut Vec<Slot>) {
-    if p.wants_write() && !p.listed && unsent == 0 {
-        p.listed = true;
-        pending.push(slot);
-    }
-}
-
-/// For a polling session with nothing in its buffer, puts the response to its pending GET
-/// there (carrying every queued packet) and points the client at that GET's socket. False
-/// when there is nothing to write.
-fn take_response(c: &mut Client) -> bool {
-    let Some(p) = c.poll.as_mut() else {
-        return true;
-    };
-    if c.out.unsent() > 0 {
-        return true;
-    }
-    p.listed = false;
-    match p.response() {
-        Some((stream, bytes)) => {
-            platform::prepare_write_side(&stream, Some(CHAT_SEND_BUFFER_BYTES));
-            c.stream = Some(stream);
-            c.out.push(&bytes);
-            true
-        }
-        None => false,
-    }
-}
-
-/// A polling response is out: its reader may go on; a waiting upgrade happens now.
-fn response_written(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>) {
-    c.stream = None;
-    let Some(p) = c.poll.as_mut() else { return };
-    p.response_written();
-    if p.switch_after_response {
-        switch_to_websocket(c, slot, pending);
-    }
-}
-
-/// Moves a polling session's write side to the WebSocket that answered its probe: the
-/// packets still queued go first, in order, then everything after. False without a probe.
-fn switch_to_websocket(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>) -> bool {
-    let Some(mut p) = c.poll.take() else {
-        return false;
-    };
-    let Some(probe) = p.probe.take() else {
-        c.poll = Some(p);
-        return false;
-    };
-    platform::prepare_write_side(&probe, Some(CHAT_SEND_BUFFER_BYTES));
-    c.stream = Some(probe);
-    let frames = p.into_frames();
-    append_to(c, slot, pending, &frames);
-    true
 }
 
 #[cfg(test)]

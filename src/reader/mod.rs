@@ -14,6 +14,7 @@ mod handshake;
 mod polling;
 mod rate_limit;
 mod socketio;
+mod upgrade;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -134,7 +135,7 @@ pub(crate) fn run(
         Some(Route::Polling(head)) => {
             polling::serve(id, &stream, peer, *head, config, events, sessions)
         }
-        Some(Route::Upgrade(session)) => polling::serve_upgrade(stream, session, config, events),
+        Some(Route::Upgrade(session)) => upgrade::serve(stream, session, config, events),
         Some(route) => serve(id, stream, peer, route, config, events),
         None => {}
     }

@@ -1,12 +1,13 @@
 //! Engine.IO long-polling on the reader's side: the HTTP requests of polling sessions, on the
-//! thread of the connection that carries them, and the WebSocket that upgrades a session.
+//! thread of the connection that carries them.
 //!
 //! Owns the table of polling sessions by sid (shared by every reader; the broadcaster never
 //! touches it) and, per session, its socket.io state and rate limiter. A connection carries
 //! many requests (keep-alive). The handshake GET joins the session and is answered here; a
 //! POST's packets become the same events as a WebSocket's frames and get `ok` from here; a
 //! long-poll GET is handed to the broadcaster (`Event::Poll`), which alone writes its
-//! response, and this reader reads nothing more from that connection until it is out.
+//! response, and this reader reads nothing more from that connection until it is out. The
+//! WebSocket that upgrades a session is `reader::upgrade`'s.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,18 +19,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use log::{debug, info};
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
 
-use super::handshake::{origin_allowed, ws_config, Route};
+use super::handshake::origin_allowed;
 use super::rate_limit::RateLimiter;
 use super::socketio::{new_sid, socketio_text};
-use super::{finish, read_loop, End, LeaveGuard, ReadSide};
+use super::End;
 use crate::config::Config;
 use crate::engineio::{self, BAD_REQUEST_BODY, UNKNOWN_SID_BODY};
 use crate::event::{ConnId, Endpoint, Event, Join, Poll, PollShared};
 use crate::http::{self, HeadError, RequestHead};
-use crate::platform;
 use crate::socketio::{Eio, Session, Step};
 use crate::wire::{self, close_code};
 
@@ -93,6 +91,22 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// The session's connection id.
+    pub(super) fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The session goes on over a WebSocket: polling requests are refused from now on. Its
+    /// socket.io state, or `None` when it ended or already upgraded.
+    pub(super) fn upgrade(&mut self) -> Option<Session> {
+        if self.upgraded || self.shared.ended.load(Ordering::Acquire) {
+            return None;
+        }
+        self.upgraded = true;
+        self.touch();
+        Some(self.session.clone())
+    }
+
     fn touch(&self) {
         self.shared.last_seen_ms.store(unix_ms(), Ordering::Release);
     }
@@ -121,7 +135,7 @@ impl fmt::Debug for SessionRef {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -252,15 +266,9 @@ fn request(
     sessions: &Sessions,
 ) -> Next {
     let origin = head.header("origin");
-    let cors = origin.map_or_else(String::new, |o| {
-        format!(
-            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Allow-Credentials: true\r\n\
-             Vary: Origin\r\n"
-        )
-    });
     let reply = Reply {
         stream,
-        cors,
+        cors: cors_headers(origin),
         keep_alive: head.keep_alive(),
     };
     let rest = head.bytes[head.head_len..].to_vec();
@@ -278,14 +286,7 @@ fn request(
         return Next::Close;
     }
     if head.method == "OPTIONS" {
-        let allow_headers = head
-            .header("access-control-request-headers")
-            .unwrap_or("content-type");
-        let extra = format!(
-            "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
-             Access-Control-Allow-Headers: {allow_headers}\r\nAccess-Control-Max-Age: 86400\r\n"
-        );
-        return keep(reply.send(204, "text/plain", &extra, b""), rest);
+        return keep(preflight(&reply, head), rest);
     }
     let query = head.target.split_once('?').map_or("", |(_, q)| q);
     let eio = match engineio::check_polling_query(query) {
@@ -329,6 +330,29 @@ fn request(
             Next::Close
         }
     }
+}
+
+/// socket.io-client sends its requests with credentials: a request with an `Origin` gets it
+/// echoed, with credentials allowed (a same-origin page sends none and needs none).
+fn cors_headers(origin: Option<&str>) -> String {
+    origin.map_or_else(String::new, |o| {
+        format!(
+            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Allow-Credentials: true\r\n\
+             Vary: Origin\r\n"
+        )
+    })
+}
+
+/// Answers an `OPTIONS` preflight: the methods, the headers asked for, cached for a day.
+fn preflight(reply: &Reply<'_>, head: &RequestHead) -> bool {
+    let allow_headers = head
+        .header("access-control-request-headers")
+        .unwrap_or("content-type");
+    let extra = format!(
+        "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
+         Access-Control-Allow-Headers: {allow_headers}\r\nAccess-Control-Max-Age: 86400\r\n"
+    );
+    reply.send(204, "text/plain", &extra, b"")
 }
 
 /// A new session: it joins the broadcaster, and the open packet (for EIO=3 with the CONNECT
@@ -557,68 +581,4 @@ fn handle_payload(
         }
     }
     Ok(())
-}
-
-/// A WebSocket opened with a polling session's sid: `2probe` is answered (by the
-/// broadcaster) with `3probe`, then `5` moves the session here, and this thread reads it as
-/// any socket.io WebSocket's reader does. Anything else first ends this connection alone.
-pub(super) fn serve_upgrade(
-    stream: Arc<TcpStream>,
-    entry: SessionRef,
-    config: &Config,
-    events: &Sender<Event>,
-) {
-    let _ = stream.set_read_timeout(Some(config.idle_timeout()));
-    let side = ReadSide {
-        stream: stream.clone(),
-        replies: Vec::new(),
-    };
-    let mut ws = WebSocket::from_raw_socket(
-        side,
-        Role::Server,
-        Some(ws_config(config.max_message_bytes)),
-    );
-    let id = lock(&entry.0).id;
-    loop {
-        match ws.read() {
-            Ok(Message::Text(t)) if t.as_str() == "2probe" => {
-                let probe = Event::Probe {
-                    id,
-                    stream: stream.clone(),
-                };
-                if events.send(probe).is_err() {
-                    return;
-                }
-            }
-            Ok(Message::Text(t)) if t.as_str() == "5" => break,
-            Ok(Message::Pong(_)) => {}
-            _ => {
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-        }
-    }
-    let session = {
-        let mut e = lock(&entry.0);
-        if e.upgraded || e.shared.ended.load(Ordering::Acquire) {
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-        e.upgraded = true;
-        e.touch();
-        e.session.clone()
-    };
-    if events.send(Event::Upgrade { id }).is_err() {
-        return;
-    }
-    let mut guard = LeaveGuard {
-        id,
-        events,
-        joined: true,
-        reason: String::new(),
-    };
-    platform::release_unused_stack();
-    let mut route = Route::SocketIo(session);
-    let end = read_loop(id, &mut ws, &mut route, config, events);
-    guard.reason = finish(id, end, &stream, events);
 }
