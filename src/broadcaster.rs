@@ -155,6 +155,7 @@ impl Broadcaster {
             let now = Instant::now();
             if now >= self.next_ping {
                 self.outbox.ping_all();
+                self.end_silent_polls();
                 self.next_ping = now + self.config.ping_interval;
             }
             self.flush(now, &events);
@@ -204,6 +205,15 @@ impl Broadcaster {
             wake = wake.min(at);
         }
         wake
+    }
+
+    /// Ends the polling sessions no request came for in pingInterval + pingTimeout (the
+    /// reader's idle timeout for a WebSocket); the room hears their leave.
+    fn end_silent_polls(&mut self) {
+        let limit_ms = self.config.idle_timeout().as_millis() as u64;
+        for slot in self.outbox.silent_polls(unix_ms().saturating_sub(limit_ms)) {
+            self.remove(slot, "polling session timed out");
+        }
     }
 
     fn start_round(&mut self, now: Instant) {
@@ -297,6 +307,19 @@ impl Broadcaster {
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }
+            Event::Poll(poll) => self.outbox.poll(slot, poll),
+            Event::Probe { id, stream } => {
+                if self.outbox.probe(slot, stream) {
+                    info!("#{id} probing the upgrade to a WebSocket");
+                }
+            }
+            Event::Upgrade { id } => {
+                if self.outbox.upgrade(slot) {
+                    info!("#{id} upgraded from polling to a WebSocket");
+                } else {
+                    self.remove(slot, "upgrade without a probe");
+                }
+            }
             Event::Join(_) | Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => {
                 unreachable!("handled above")
             }
@@ -324,6 +347,10 @@ impl Broadcaster {
                 let eio = if server_pings { 4 } else { 3 };
                 info!("#{id} {peer} connected with socket.io (EIO={eio})");
                 self.outbox.queue(slot, &greeting);
+            }
+            Endpoint::Polling { eio3, .. } => {
+                let eio = if eio3 { 3 } else { 4 };
+                info!("#{id} {peer} connected with socket.io over long-polling (EIO={eio})");
             }
             Endpoint::Echo => info!("#{id} {peer} connected to an echo endpoint"),
         }
@@ -469,7 +496,10 @@ fn event_id(event: &Event) -> Option<ConnId> {
         | Event::Send { id, .. }
         | Event::Close { id, .. }
         | Event::Notice { id, .. }
-        | Event::Leave { id, .. } => Some(*id),
+        | Event::Leave { id, .. }
+        | Event::Probe { id, .. }
+        | Event::Upgrade { id } => Some(*id),
+        Event::Poll(poll) => Some(poll.id),
         Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => None,
     }
 }

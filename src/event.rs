@@ -6,8 +6,10 @@
 //! the other's module. With `--redis`, the cluster bridge's subscriber holds a sender too.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
 use tungstenite::Utf8Bytes;
 
 pub(crate) use crate::metrics::DropReason;
@@ -62,6 +64,14 @@ pub(crate) enum Event {
         reason: String,
         dropped: Option<DropReason>,
     },
+    /// A polling session's long-poll GET: the broadcaster answers it when packets are queued,
+    /// and is the only writer of that response.
+    Poll(Poll),
+    /// A WebSocket opened with a polling session's sid sent `2probe`: the broadcaster answers
+    /// `3probe` on `stream` and releases the session's pending GET with a noop.
+    Probe { id: ConnId, stream: Arc<TcpStream> },
+    /// That WebSocket sent `5`: the session's write side moves to it.
+    Upgrade { id: ConnId },
     /// Close every client with 1001, give them the grace period, then stop.
     Shutdown,
     /// A line said on another node of the cluster, from the Redis bridge (`--redis`): for
@@ -97,11 +107,38 @@ pub(crate) enum RemoteLine {
     },
 }
 
-/// A connection that finished its handshake. The stream is shared with its reader, which only
-/// reads it from now on; the broadcaster only writes it.
-pub(crate) struct Join {
+/// A long-poll GET handed over: the broadcaster writes its response on `stream` (the HTTP
+/// head with `headers`, then the payload) and tells the reader through `done` when it is
+/// out (`true`) or abandoned (`false`, or `done` dropped). The reader reads nothing more
+/// from `stream` until then.
+pub(crate) struct Poll {
     pub id: ConnId,
     pub stream: Arc<TcpStream>,
+    /// Header lines for the response (CORS, `Connection`), each ending in `\r\n`.
+    pub headers: String,
+    pub done: Sender<bool>,
+}
+
+/// What the readers of a polling session and its write side in the broadcaster share.
+#[derive(Debug, Default)]
+pub(crate) struct PollShared {
+    /// Set by the broadcaster when the session is over: its sid is unknown from then on.
+    pub ended: AtomicBool,
+    /// When a request for the session last arrived (Unix ms), set by its readers: a session
+    /// silent for pingInterval + pingTimeout ends.
+    pub last_seen_ms: AtomicU64,
+    /// A GET is with the broadcaster: set by the reader that hands it over, cleared by the
+    /// broadcaster before the response's first byte, so the client's next GET never finds it
+    /// set (a second GET while it is set is an overlap).
+    pub getting: AtomicBool,
+}
+
+/// A connection that finished its handshake. The stream is shared with its reader, which only
+/// reads it from now on; the broadcaster only writes it. A polling session has no stream of
+/// its own: each pending GET brings one (`Event::Poll`).
+pub(crate) struct Join {
+    pub id: ConnId,
+    pub stream: Option<Arc<TcpStream>>,
     pub peer: SocketAddr,
     pub endpoint: Endpoint,
 }
@@ -119,6 +156,13 @@ pub(crate) enum Endpoint {
     SocketIo {
         server_pings: bool,
         greeting: Vec<u8>,
+    },
+    /// A socket.io client over HTTP long-polling: like `SocketIo`, but its frames are queued
+    /// as packets for its next GET (its open packet was the handshake's response).
+    Polling {
+        /// EIO=3 (client pings, `<len>:<packet>` payloads) rather than EIO=4.
+        eio3: bool,
+        shared: Arc<PollShared>,
     },
     /// `/echo` or `/scream`: gets only the frames its reader sends.
     Echo,

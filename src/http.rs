@@ -21,12 +21,34 @@ pub struct RequestHead {
     pub target: String,
     /// True when the client asks for a WebSocket (`Upgrade: websocket`).
     pub wants_websocket: bool,
+    /// Where the head ends in `bytes` (a body, or the next request, follows).
+    pub head_len: usize,
+    /// HTTP/1.1 (rather than 1.0): the connection stays open unless it says otherwise.
+    pub http11: bool,
 }
 
 impl RequestHead {
     /// The path part of the target (before `?`).
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The value of header `name` (the first one), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let head = std::str::from_utf8(&self.bytes[..self.head_len]).ok()?;
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    /// True when the client keeps the connection for more requests (HTTP/1.1 without
+    /// `Connection: close`).
+    pub fn keep_alive(&self) -> bool {
+        let close = self
+            .header("connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        self.http11 && !close
     }
 }
 
@@ -46,11 +68,24 @@ pub enum HeadError {
 /// Reads until a complete request head has arrived, at most `max_bytes`, giving up at
 /// `deadline` (a client dribbling one byte at a time cannot hold the thread past it).
 pub fn read_head(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     deadline: Instant,
     max_bytes: usize,
 ) -> Result<RequestHead, HeadError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    read_head_after(stream, deadline, max_bytes, Vec::with_capacity(1024))
+}
+
+/// Like [`read_head`], when `buf` already holds the start of the request (bytes a
+/// kept-alive connection sent after the previous one).
+pub fn read_head_after(
+    mut stream: &TcpStream,
+    deadline: Instant,
+    max_bytes: usize,
+    mut buf: Vec<u8>,
+) -> Result<RequestHead, HeadError> {
+    if let Some(head) = parse_head(&buf)? {
+        return Ok(head);
+    }
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -84,8 +119,8 @@ pub fn read_head(
 pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
@@ -100,7 +135,28 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         method: req.method.unwrap_or_default().to_string(),
         target: req.path.unwrap_or_default().to_string(),
         wants_websocket,
+        head_len,
+        http11: req.version == Some(1),
     }))
+}
+
+/// The head of a response that keeps the connection open when `keep_alive` (long-polling:
+/// one connection carries many polls). `extra_headers` are complete lines.
+pub fn response_head(
+    status: u16,
+    content_type: &str,
+    content_length: usize,
+    extra_headers: &str,
+    keep_alive: bool,
+) -> String {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {content_length}\r\nX-Content-Type-Options: nosniff\r\n\
+         Cache-Control: no-store\r\nServer: wschat\r\nConnection: {connection}\r\n\
+         {extra_headers}\r\n",
+        reason = reason_phrase(status),
+    )
 }
 
 /// A response with a body and `Connection: close` (one request per connection keeps the
@@ -150,11 +206,14 @@ pub fn write_error(stream: &TcpStream, status: u16, message: &str) -> io::Result
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        204 => "No Content",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

@@ -54,6 +54,7 @@ mod reader;
 mod ceiling;
 mod cluster;
 pub mod config;
+mod engineio;
 mod history_file;
 mod history_writer;
 mod http;

@@ -130,6 +130,8 @@ pub struct Server {
     config: Arc<Config>,
     stop: StopHandle,
     registry: Arc<Registry>,
+    /// The long-polling sessions, by sid, for the readers.
+    sessions: Arc<reader::Sessions>,
     rooms: Rooms,
     history_file: Option<HistoryFile>,
     cluster: Option<Bridge>,
@@ -193,6 +195,7 @@ impl Server {
             config: Arc::new(config),
             stop,
             registry: Arc::default(),
+            sessions: Arc::default(),
             rooms,
             history_file,
             cluster,
@@ -341,6 +344,7 @@ impl Server {
         let config = self.config.clone();
         let events = events.clone();
         let metrics = self.metrics.clone();
+        let sessions = self.sessions.clone();
         let reply_to = stream.clone();
         // Builder::spawn, never thread::spawn: a thread the OS will not start is an error
         // for this connection alone, not a panic.
@@ -349,7 +353,7 @@ impl Server {
             .stack_size(self.reader_stack_bytes())
             .spawn(move || {
                 let _deregister = deregister;
-                reader::run(id, stream, peer, &config, &events, &metrics);
+                reader::run(id, stream, peer, &config, &events, &metrics, &sessions);
             });
         if let Err(e) = spawned {
             // The closure (and its Deregister) was dropped with the error.

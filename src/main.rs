@@ -31,8 +31,9 @@ struct Cli {
     #[arg(long, env = "WSCHAT_BIND", default_value_t = config::DEFAULT_BIND, help_heading = "Network")]
     bind: IpAddr,
 
-    /// Allow WebSockets only from this page origin, e.g. https://chat.example.org (repeatable,
-    /// comma-separated in the variable); without it any origin may connect
+    /// Allow WebSockets and socket.io's long-polling only from this page origin, e.g.
+    /// https://chat.example.org (repeatable, comma-separated in the variable); without it any
+    /// origin may connect
     #[arg(
         long = "allow-origin",
         env = "WSCHAT_ALLOW_ORIGIN",

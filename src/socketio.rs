@@ -20,7 +20,8 @@
 //! Events other than `message` (`emit('typing', true)`) become [`Step::Relay`], for the
 //! others in the sender's room, unless their name is the chat's or socket.io's own.
 //!
-//! Not supported: HTTP long-polling (so no `sid` upgrades), binary attachments, namespaces
+//! HTTP long-polling, and its upgrade, carry the same packets: `engineio` frames them,
+//! `reader::polling` serves them. Not supported: binary attachments, namespaces
 //! other than `/` (a CONNECT to one gets a CONNECT_ERROR).
 
 use serde::Serialize;
@@ -32,9 +33,9 @@ use crate::wire::close_code;
 /// Where socket.io clients connect (`path` option of `io()`, this by default).
 pub(crate) const PATH: &str = "/socket.io/";
 
-/// What to tell a socket.io client that tries anything but the WebSocket transport.
-const ONLY_WEBSOCKET: &str =
-    "only the websocket transport is supported: create the client with transports: ['websocket']";
+/// What to tell a socket.io client that asks for a transport wrongly.
+const TRANSPORTS: &str = "socket.io clients use transport=polling (plain GETs and POSTs) \
+     or transport=websocket (a WebSocket upgrade)";
 
 /// The Engine.IO protocol version a client speaks (the `EIO` query parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +52,8 @@ pub(crate) fn is_socketio_path(path: &str) -> bool {
     path == "/socket.io" || path.starts_with(PATH)
 }
 
-/// Checks the query of a WebSocket handshake on [`PATH`]; the error is the reason for an
-/// HTTP 400.
+/// Checks the query of a WebSocket handshake on [`PATH`] (a `sid`, for an upgrade, is the
+/// reader's to check); the error is the reason for an HTTP 400.
 pub(crate) fn check_query(query: &str) -> Result<Eio, String> {
     let eio = match http::query_param(query, "EIO").as_deref() {
         Some("4") => Eio::V4,
@@ -73,14 +74,13 @@ pub(crate) fn check_query(query: &str) -> Result<Eio, String> {
     };
     match http::query_param(query, "transport").as_deref() {
         Some("websocket") => {}
-        Some("polling") => return Err(ONLY_WEBSOCKET.into()),
-        None => return Err(format!("missing transport=websocket: {ONLY_WEBSOCKET}")),
-        Some(other) => return Err(format!("unknown transport={other}: {ONLY_WEBSOCKET}")),
-    }
-    if http::query_param(query, "sid").is_some() {
-        return Err(format!(
-            "sid is for upgrading a polling session, and wschat has no polling: {ONLY_WEBSOCKET}"
-        ));
+        Some("polling") => {
+            return Err(format!(
+                "transport=polling is not a WebSocket: {TRANSPORTS}"
+            ))
+        }
+        None => return Err(format!("missing transport=websocket: {TRANSPORTS}")),
+        Some(other) => return Err(format!("unknown transport={other}: {TRANSPORTS}")),
     }
     Ok(eio)
 }
@@ -109,9 +109,7 @@ pub(crate) fn http_refusal(path: &str, query: &str) -> (u16, String) {
         Err(reason) => (400, reason),
         Ok(_) => (
             400,
-            format!(
-                "this is the websocket transport: it needs a WebSocket upgrade, {ONLY_WEBSOCKET}"
-            ),
+            format!("this is the websocket transport: it needs a WebSocket upgrade; {TRANSPORTS}"),
         ),
     }
 }
@@ -237,9 +235,9 @@ pub(crate) fn parse(eio: Eio, text: &str) -> Result<Packet<'_>, Malformed> {
         b'2' => Ok(Packet::Ping(data)),
         b'3' => Ok(Packet::Pong),
         b'4' => parse_socketio(eio, data),
-        b'5' => Err(malformed(format!(
-            "upgrade (5) is for polling sessions: {ONLY_WEBSOCKET}"
-        ))),
+        b'5' => Err(malformed(
+            "upgrade (5) comes only after a probe, on a polling session's new WebSocket",
+        )),
         b'6' => Ok(Packet::Noop),
         b'b' => Err(binary_unsupported()), // EIO=3 base64 binary message
         _ => Err(malformed(format!(
@@ -536,10 +534,9 @@ mod tests {
         assert!(err("transport=websocket").starts_with("missing EIO"));
         assert!(err("EIO=2&transport=websocket").starts_with("unsupported EIO=2"));
         assert!(err("EIO=x&transport=websocket").starts_with("unsupported EIO=x"));
-        assert_eq!(err("EIO=4&transport=polling"), ONLY_WEBSOCKET);
+        assert!(err("EIO=4&transport=polling").starts_with("transport=polling is not a WebSocket"));
         assert!(err("EIO=4").starts_with("missing transport"));
         assert!(err("EIO=4&transport=webtransport").starts_with("unknown transport"));
-        assert!(err("EIO=4&transport=websocket&sid=abc").starts_with("sid is for upgrading"));
     }
 
     #[test]
@@ -549,8 +546,6 @@ mod tests {
         assert!(reason.contains("does not serve the socket.io client library"));
         assert_eq!(http_refusal("/socket.io/socket.io.min.js.map", "").0, 404);
         assert_eq!(http_refusal("/socket.io/other", "").0, 404);
-        let (status, reason) = http_refusal("/socket.io/", "EIO=4&transport=polling&t=P1");
-        assert_eq!((status, reason.as_str()), (400, ONLY_WEBSOCKET));
         let (status, reason) = http_refusal("/socket.io", "EIO=4&transport=websocket");
         assert_eq!(status, 400);
         assert!(reason.contains("needs a WebSocket upgrade"), "{reason}");

@@ -1,4 +1,5 @@
-//! Thousands of random and mutated handshakes and frame streams thrown at a running server:
+//! Thousands of random and mutated handshakes, frame streams and long-polling requests (a
+//! real session, then a mutated payload) thrown at a running server:
 //! no panic, no thread left behind, and afterwards a normal client still chats. (One test in
 //! this file: it counts the whole process's threads and panics.)
 
@@ -15,6 +16,7 @@ use common::*;
 
 const HANDSHAKE_CASES: usize = 3000;
 const FRAME_CASES: usize = 2000;
+const POLLING_CASES: usize = 800;
 const WORKERS: usize = 8;
 
 /// xorshift64*: a small, seeded generator, so a failure can be replayed.
@@ -139,6 +141,83 @@ fn frame_case(rng: &mut Rng) -> (String, Vec<u8>) {
     (path.to_string(), stream)
 }
 
+/// A long-polling session opened for real, then a mutated POST (or another method) with a
+/// mutated payload, a wrong Content-Length now and then.
+fn polling_case(addr: SocketAddr, rng: &mut Rng) {
+    let Ok(mut tcp) = TcpStream::connect(addr) else {
+        return;
+    };
+    tcp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let v3 = rng.below(2) == 0;
+    let q = format!(
+        "/socket.io/?EIO={}&transport=polling",
+        if v3 { 3 } else { 4 }
+    );
+    let _ = tcp.write_all(format!("GET {q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let sid = loop {
+        match tcp.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+        let text = String::from_utf8_lossy(&got);
+        if let Some(at) = text.find("\"sid\":\"") {
+            if let Some(sid) = text[at + 7..].split('"').next().filter(|s| s.len() == 16) {
+                break sid.to_string();
+            }
+        }
+    };
+    let packets = [
+        "40",
+        r#"42["message","hé 😀"]"#,
+        "2",
+        "3",
+        "1",
+        "6",
+        "5",
+        "41",
+    ];
+    let mut payload = String::new();
+    for _ in 0..1 + rng.below(4) {
+        let p = *rng.pick(&packets);
+        if v3 {
+            payload.push_str(&format!("{}:{p}", p.encode_utf16().count()));
+        } else {
+            if !payload.is_empty() {
+                payload.push('\x1e');
+            }
+            payload.push_str(p);
+        }
+    }
+    let body = if rng.below(6) == 0 {
+        payload.into_bytes()
+    } else {
+        mutate(rng, payload.as_bytes())
+    };
+    let method = *rng.pick(&["POST", "POST", "POST", "GET", "PUT", "OPTIONS"]);
+    let len = match rng.below(8) {
+        0 => body.len() + 1 + rng.below(50),
+        1 => body.len().saturating_sub(1),
+        _ => body.len(),
+    };
+    let head =
+        format!("{method} {q}&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&body);
+    if rng.below(8) == 0 {
+        request = mutate(rng, &request);
+    }
+    let _ = tcp.write_all(&request);
+    for _ in 0..4 {
+        match tcp.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Sends `bytes`, reads whatever comes back for a moment, and hangs up.
 fn throw(addr: SocketAddr, preamble: Option<&str>, bytes: &[u8]) {
     let Ok(mut tcp) = TcpStream::connect(addr) else {
@@ -200,6 +279,9 @@ fn random_and_mutated_input_never_panics_or_leaks_threads() {
                     let (path, bytes) = frame_case(&mut rng);
                     throw(addr, Some(&path), &bytes);
                 }
+                for _ in (w..POLLING_CASES).step_by(WORKERS) {
+                    polling_case(addr, &mut rng);
+                }
             });
         }
     });
@@ -216,7 +298,8 @@ fn random_and_mutated_input_never_panics_or_leaks_threads() {
     send_text(&mut a, "calm");
     assert_eq!(recv_event(&mut a, "message")["text"], "calm");
     eprintln!(
-        "{} handshakes and {} frame streams: no panic, threads back to {threads}",
-        HANDSHAKE_CASES, FRAME_CASES
+        "{} handshakes, {} frame streams and {} polling requests: no panic, threads back to \
+         {threads}",
+        HANDSHAKE_CASES, FRAME_CASES, POLLING_CASES
     );
 }

@@ -19,15 +19,13 @@ pub(crate) fn render(s: &Snapshot) -> String {
         &mut out,
         "connections",
         "gauge",
-        "Open WebSocket connections, by kind.",
+        "Open connections (WebSocket) and long-polling sessions, by kind.",
     );
     let conn = |kind: Kind| o.connections[kind as usize];
     for (kind, n) in [
         ("chat", conn(Kind::Chat)),
         ("socketio_websocket", conn(Kind::SocketIoWebSocket)),
-        // HTTP long-polling sessions: none until socket.io polling is served (the handshake
-        // refuses it today); its session count goes here.
-        ("socketio_polling", 0),
+        ("socketio_polling", conn(Kind::SocketIoPolling)),
         ("echo", conn(Kind::Echo)),
     ] {
         let _ = writeln!(out, "wschat_connections{{kind=\"{kind}\"}} {n}");
@@ -141,7 +139,7 @@ mod tests {
             messages: 5,
             ..Snapshot::default()
         };
-        s.outbox.connections = [3, 1, 4];
+        s.outbox.connections = [3, 1, 5, 4];
         s.outbox.backlog_drops = 7;
         s.drops[DropReason::Heartbeat as usize] = 2;
         let text = render(&s);
@@ -153,7 +151,7 @@ mod tests {
         assert_eq!(sample(&text, "wschat_connections{kind=\"echo\"}"), "4");
         assert_eq!(
             sample(&text, "wschat_connections{kind=\"socketio_polling\"}"),
-            "0"
+            "5"
         );
         assert_eq!(sample(&text, "wschat_messages_total"), "5");
         assert_eq!(sample(&text, "wschat_rooms"), "2");

@@ -28,12 +28,14 @@ pub(crate) enum Kind {
     Chat,
     /// A socket.io client over WebSocket (`/socket.io/`).
     SocketIoWebSocket,
+    /// A socket.io client on HTTP long-polling (until it upgrades to a WebSocket).
+    SocketIoPolling,
     /// `/echo` or `/scream`.
     Echo,
 }
 
 impl Kind {
-    pub(crate) const COUNT: usize = 3;
+    pub(crate) const COUNT: usize = 4;
 }
 
 /// Why the server dropped a client, for `wschat_dropped_clients_total{reason=…}`.

@@ -8,6 +8,7 @@
 //! too long drops the client. The broadcaster thread owns it and drives its flushes.
 
 mod buffer;
+mod polling;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -22,9 +23,11 @@ use crate::config::Config;
 use crate::event::{ConnId, Endpoint, Join, Slot};
 use crate::metrics::{Kind, OutboxCounts};
 use crate::platform;
+use crate::socketio::Eio;
 use crate::wire::{self, ChatEvent, Encoder, Opcode, Wire};
 pub(crate) use buffer::KEEP_CAPACITY_BYTES;
 use buffer::{MemoryReturn, OutBuffer};
+use polling::{list_poll, response_written, take_response, PollSide};
 
 /// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping). Chat traffic is
 /// small; a fixed buffer keeps a stuck client from holding megabytes of kernel memory and
@@ -47,7 +50,11 @@ enum Heartbeat {
 struct Client {
     id: ConnId,
     kind: Kind,
-    stream: Arc<TcpStream>,
+    /// The socket to write; for a polling session, the pending GET's while its response is
+    /// being written, else none.
+    stream: Option<Arc<TcpStream>>,
+    /// A long-polling session's packets and GETs (none once upgraded to a WebSocket).
+    poll: Option<Box<PollSide>>,
     peer: SocketAddr,
     wire: Wire,
     heartbeat: Heartbeat,
@@ -161,6 +168,17 @@ impl Outbox {
                 self.max_backlog_bytes,
                 Some(CHAT_SEND_BUFFER_BYTES),
             ),
+            Endpoint::Polling { eio3, .. } => (
+                Kind::SocketIoPolling,
+                Wire::SocketIo,
+                if eio3 {
+                    Heartbeat::None
+                } else {
+                    Heartbeat::EngineIoPing
+                },
+                self.max_backlog_bytes,
+                None,
+            ),
             Endpoint::Echo => (
                 Kind::Echo,
                 Wire::Classic,
@@ -169,12 +187,22 @@ impl Outbox {
                 None,
             ),
         };
-        platform::prepare_write_side(&join.stream, send_buffer);
+        if let Some(stream) = &join.stream {
+            platform::prepare_write_side(stream, send_buffer);
+        }
+        let poll = match &join.endpoint {
+            Endpoint::Polling { eio3, shared } => {
+                let eio = if *eio3 { Eio::V3 } else { Eio::V4 };
+                Some(Box::new(PollSide::new(eio, shared.clone())))
+            }
+            _ => None,
+        };
         self.counts.connections[kind as usize] += 1;
         let client = Client {
             id: join.id,
             kind,
             stream: join.stream.clone(),
+            poll,
             peer: join.peer,
             wire,
             heartbeat,
@@ -343,9 +371,29 @@ impl Outbox {
     pub fn write(&mut self, slot: Slot, now: Instant) -> Option<Dead> {
         let backlog_timeout = self.backlog_timeout;
         let c = self.clients.get_mut(slot)?.as_mut()?;
+        if let Some(p) = c
+            .poll
+            .as_ref()
+            .filter(|p| p.queued_bytes() > c.max_backlog_bytes)
+        {
+            let why = format!(
+                "not polling: {} bytes queued, over {}",
+                p.queued_bytes(),
+                c.max_backlog_bytes
+            );
+            self.counts.backlog_drops += 1;
+            return Some(Dead {
+                slot,
+                why,
+                peer_gone: false,
+            });
+        }
+        if !take_response(c) {
+            return None;
+        }
         let unsent = c.out.unsent();
         let written = {
-            let stream = &c.stream;
+            let stream = c.stream.as_ref()?;
             c.out
                 .write_with(|bytes| platform::send_nonblocking(stream, bytes))
         };
@@ -353,9 +401,13 @@ impl Outbox {
         match written {
             Ok(true) => {
                 c.backlog_since = None;
-                if c.closing && !c.write_closed {
+                if c.poll.is_some() {
+                    response_written(c, slot, &mut self.backlogged, &mut self.counts);
+                } else if c.closing && !c.write_closed {
                     c.write_closed = true;
-                    let _ = c.stream.shutdown(Shutdown::Write);
+                    if let Some(stream) = &c.stream {
+                        let _ = stream.shutdown(Shutdown::Write);
+                    }
                 }
                 None
             }
@@ -417,11 +469,20 @@ impl Outbox {
     /// Writes what the socket takes at once, before the client is removed.
     pub fn write_now(&mut self, slot: Slot) {
         if let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) {
-            let (stream, unsent) = (&c.stream, c.out.unsent());
-            let _ = c
+            if !take_response(c) {
+                return;
+            }
+            let Some(stream) = &c.stream else { return };
+            let unsent = c.out.unsent();
+            let written = c
                 .out
                 .write_with(|bytes| platform::send_nonblocking(stream, bytes));
             self.counts.sent_bytes += (unsent - c.out.unsent()) as u64;
+            if let Ok(true) = written {
+                if let Some(p) = c.poll.as_mut() {
+                    p.response_written();
+                }
+            }
         }
     }
 
@@ -435,7 +496,12 @@ impl Outbox {
         self.counts.connections[c.kind as usize] -= 1;
         self.released.push(slot);
         self.memory.freed(c.out.capacity());
-        let _ = c.stream.shutdown(Shutdown::Both);
+        if let Some(mut p) = c.poll {
+            p.end();
+        }
+        if let Some(stream) = &c.stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         info!("#{} {} disconnected: {reason}", c.id, c.peer);
     }
 
@@ -475,6 +541,16 @@ fn append_to(c: &mut Client, slot: Slot, pending: &mut Vec<Slot>, frames: &[u8])
     if c.closing || frames.is_empty() {
         return;
     }
+    if let Some(p) = c.poll.as_mut() {
+        p.take_frames(frames);
+        if p.queued_bytes() > c.max_backlog_bytes && !p.listed {
+            // A session that stopped polling: its write finds it over the limit.
+            p.listed = true;
+            pending.push(slot);
+        }
+        list_poll(p, c.out.unsent(), slot, pending);
+        return;
+    }
     if c.out.unsent() == 0 {
         pending.push(slot);
     }
@@ -500,7 +576,7 @@ mod tests {
         let addr = peer.local_addr().unwrap();
         let join = Join {
             id,
-            stream,
+            stream: Some(stream),
             peer: addr,
             endpoint,
         };
@@ -598,6 +674,79 @@ mod tests {
         let mut expected = Vec::new();
         wire::encode_close(&mut expected, wire::close_code::GOING_AWAY, "bye");
         assert_eq!(got, expected);
+    }
+
+    /// A polling session's packets wait for a GET; the broadcaster then writes one response
+    /// carrying all of them (the only writer of it), tells the reader, and writes nothing
+    /// more to that connection until the next GET.
+    #[test]
+    fn a_poll_is_answered_once_with_everything_queued() {
+        use crate::event::{Poll, PollShared};
+        use std::sync::atomic::Ordering;
+        let mut outbox = Outbox::new(&Config::default());
+        let shared = Arc::new(PollShared::default());
+        let endpoint = Endpoint::Polling {
+            eio3: false,
+            shared: shared.clone(),
+        };
+        let join = Join {
+            id: 1,
+            stream: None,
+            peer: "127.0.0.1:9".parse().unwrap(),
+            endpoint,
+        };
+        let slot = outbox.add(&join);
+        outbox.broadcast(&[slot], None, &HI, 7);
+        assert!(outbox.take_pending().is_empty(), "no GET: nothing to write");
+        let (stream, mut peer) = pair();
+        let (done, answered) = crossbeam_channel::bounded(1);
+        shared.getting.store(true, Ordering::Release);
+        let headers = "X-Test: 1\r\n".to_string();
+        outbox.poll(
+            slot,
+            Poll {
+                id: 1,
+                stream,
+                headers,
+                done,
+            },
+        );
+        outbox.broadcast(&[slot], None, &HI, 8);
+        outbox.ping_all();
+        let pending = outbox.take_pending();
+        assert_eq!(pending, [slot], "listed once");
+        assert!(outbox.write(slot, Instant::now()).is_none());
+        outbox.end_flush();
+        assert_eq!(answered.try_recv(), Ok(true), "the reader hears it is out");
+        assert!(!shared.getting.load(Ordering::Acquire));
+        outbox.broadcast(&[slot], None, &HI, 9);
+        for slot in outbox.take_pending() {
+            assert!(outbox.write(slot, Instant::now()).is_none());
+        }
+        peer.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = peer.read_to_end(&mut got);
+        let text = String::from_utf8(got).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK") && head.contains("X-Test: 1"),
+            "{head}"
+        );
+        let packets: Vec<&str> = body.split('\x1e').collect();
+        assert_eq!(
+            packets.len(),
+            3,
+            "two lines and a ping, one response: {body:?}"
+        );
+        assert!(
+            packets[0].starts_with("42[\"message\"") && packets[2] == "2",
+            "{body:?}"
+        );
+        assert!(
+            !body.contains("9}"),
+            "the line after the response waits for a GET"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tungstenite::http::StatusCode;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::HandshakeError;
 
+use super::polling::{self, SessionRef, Sessions};
 use super::read_retrying;
 use super::socketio::new_sid;
 use crate::config::{Config, MetricsAccess};
@@ -26,7 +27,7 @@ use crate::socketio::{self, Session};
 use crate::www;
 
 /// Where a WebSocket connection goes, read from the handshake's path and query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Route {
     Chat {
         requested_name: Option<String>,
@@ -35,8 +36,31 @@ pub(super) enum Route {
     /// The chat, for a socket.io client (`/socket.io/`): its session holds the name and room
     /// asked for.
     SocketIo(Session),
+    /// A socket.io long-polling request (not a WebSocket): the polling reader serves it and
+    /// the requests after it on the same connection.
+    Polling(Box<RequestHead>),
+    /// A WebSocket with a polling session's sid: it probes, then carries the session.
+    Upgrade(SessionRef),
     Echo,
     Scream,
+}
+
+/// The WebSocket settings of a connection whose messages are at most `max_message_bytes`.
+pub(super) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(super::READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// True when `--allow-origin` is not set, or lists `origin`.
+pub(super) fn origin_allowed(config: &Config, origin: Option<&str>) -> bool {
+    config.allow_origins.is_empty()
+        || origin.is_some_and(|o| {
+            let o = o.trim_end_matches('/');
+            (config.allow_origins.iter()).any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+        })
 }
 
 /// The stream tungstenite's handshake runs on: first the request head already read, then the
@@ -76,6 +100,7 @@ pub(super) fn open(
     peer: SocketAddr,
     config: &Config,
     metrics: &Shared,
+    sessions: &Sessions,
 ) -> Option<Route> {
     let deadline = Instant::now() + config.handshake_timeout;
     let _ = stream.set_write_timeout(Some(config.handshake_timeout));
@@ -93,6 +118,11 @@ pub(super) fn open(
             return None;
         }
     };
+    if !head.wants_websocket && polling::is_polling(&head) {
+        // Two requests per message: the broadcaster logs the session's start and end instead.
+        debug!("#{id} {peer} {} {}", head.method, head.target);
+        return Some(Route::Polling(Box::new(head)));
+    }
     if !head.wants_websocket {
         if let Some(status) = operations(stream, peer, &head, config, metrics) {
             info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
@@ -125,7 +155,7 @@ pub(super) fn open(
         info!("#{id} {peer} {} {} -> {status}", head.method, head.target);
         return None;
     }
-    handshake(id, peer, stream, &head.bytes, config)
+    handshake(id, peer, stream, &head.bytes, config, sessions)
 }
 
 /// Answers `GET /healthz` and `GET /metrics`; `None` for any other path (and for
@@ -191,10 +221,11 @@ fn handshake(
     stream: &TcpStream,
     head: &[u8],
     config: &Config,
+    sessions: &Sessions,
 ) -> Option<Route> {
     let mut route = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        route = Some(route_request(req, config)?);
+        route = Some(route_request(req, config, sessions)?);
         Ok(resp)
     };
     let handshake_config = WebSocketConfig::default().read_buffer_size(256);
@@ -244,9 +275,23 @@ fn write_handshake_error(stream: &TcpStream, status: u16, message: &str) -> io::
 
 /// Decides where a WebSocket request goes, or refuses it with a status and a reason.
 #[allow(clippy::result_large_err)] // tungstenite's ErrorResponse, returned once per connection
-fn route_request(req: &Request, config: &Config) -> Result<Route, ErrorResponse> {
+fn route_request(
+    req: &Request,
+    config: &Config,
+    sessions: &Sessions,
+) -> Result<Route, ErrorResponse> {
     let query = req.uri().query().unwrap_or("");
-    let route = match req.uri().path() {
+    let path = req.uri().path();
+    let sid = http::query_param(query, "sid");
+    let route = match path {
+        "/socket.io/" | "/socket.io" if sid.is_some() => {
+            socketio::check_query(query)
+                .map_err(|reason| refuse(StatusCode::BAD_REQUEST, reason))?;
+            let sid = sid.unwrap_or_default();
+            polling::upgrading(sessions, &sid)
+                .map(Route::Upgrade)
+                .map_err(|reason| refuse(StatusCode::BAD_REQUEST, reason))?
+        }
         "/" => Route::Chat {
             requested_name: http::query_param(query, "name")
                 .or_else(|| http::query_param(query, "username")),
@@ -273,21 +318,12 @@ fn route_request(req: &Request, config: &Config) -> Result<Route, ErrorResponse>
             ))
         }
     };
-    if !config.allow_origins.is_empty() {
-        let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
-        let allowed = origin.is_some_and(|o| {
-            let o = o.trim_end_matches('/');
-            config
-                .allow_origins
-                .iter()
-                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
-        });
-        if !allowed {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                format!("origin {} is not allowed", origin.unwrap_or("(none)")),
-            ));
-        }
+    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+    if !origin_allowed(config, origin) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("origin {} is not allowed", origin.unwrap_or("(none)")),
+        ));
     }
     Ok(route)
 }

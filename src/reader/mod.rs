@@ -11,8 +11,10 @@
 //! writer from then on.
 
 mod handshake;
+mod polling;
 mod rate_limit;
 mod socketio;
+mod upgrade;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::{debug, log_enabled, Level};
 use tungstenite::error::ProtocolError;
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
 use crate::config::Config;
@@ -31,7 +33,8 @@ use crate::metrics::Shared;
 use crate::platform;
 use crate::socketio::Eio;
 use crate::wire::{self, close_code, Opcode};
-use handshake::Route;
+use handshake::{ws_config, Route};
+pub(crate) use polling::Sessions;
 use rate_limit::{flooding, rate_limited, RateLimiter, Verdict};
 use socketio::{socketio_greeting, socketio_text};
 
@@ -128,11 +131,17 @@ pub(crate) fn run(
     config: &Config,
     events: &Sender<Event>,
     metrics: &Shared,
+    sessions: &Sessions,
 ) {
     // Two phases in two frames: the deep one (HTTP, handshake) returns before the long one
     // (the read loop) starts, so its stack pages can be given back (platform::release_unused_stack).
-    if let Some(route) = handshake::open(id, &stream, peer, config, metrics) {
-        serve(id, stream, peer, route, config, events);
+    match handshake::open(id, &stream, peer, config, metrics, sessions) {
+        Some(Route::Polling(head)) => {
+            polling::serve(id, &stream, peer, *head, config, events, sessions)
+        }
+        Some(Route::Upgrade(session)) => upgrade::serve(stream, session, config, events),
+        Some(route) => serve(id, stream, peer, route, config, events),
+        None => {}
     }
 }
 
@@ -148,14 +157,10 @@ fn serve(
 ) {
     // A socket.io client's maxPayload: the limit is on the whole frame, `42["message","…"]`.
     let max_message_bytes = match route {
-        Route::Chat { .. } | Route::SocketIo(_) => config.max_message_bytes,
         Route::Echo | Route::Scream => config.echo_max_message_bytes,
+        _ => config.max_message_bytes,
     };
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes));
+    let ws_config = ws_config(max_message_bytes);
     // A client silent for this long (no frame, no Pong to our Pings) is gone.
     let _ = stream.set_read_timeout(Some(config.idle_timeout()));
 
@@ -169,7 +174,7 @@ fn serve(
     let (endpoint, enter) = endpoint(id, &mut route, config);
     let join = Join {
         id,
-        stream: stream.clone(),
+        stream: Some(stream.clone()),
         peer,
         endpoint,
     };
@@ -235,6 +240,7 @@ fn endpoint(id: ConnId, route: &mut Route, config: &Config) -> (Endpoint, Option
             (endpoint, enter)
         }
         Route::Echo | Route::Scream => (Endpoint::Echo, None),
+        Route::Polling(_) | Route::Upgrade(_) => unreachable!("served by reader::polling"),
     }
 }
 
@@ -294,6 +300,7 @@ fn read_loop(
                 },
                 Route::Echo => reply(id, Opcode::Text, text.as_bytes()),
                 Route::Scream => reply(id, Opcode::Text, scream(&text).as_bytes()),
+                Route::Polling(_) | Route::Upgrade(_) => unreachable!("never a read loop's"),
             },
             Message::Binary(data) => match route {
                 Route::Echo => reply(id, Opcode::Binary, &data),

@@ -74,12 +74,12 @@ pub enum Opcode {
     Ping,
 }
 
-/// What the server frames in `bytes` are, for the debug log: what a browser's DevTools shows
-/// under Network → WS → Messages.
-pub(crate) fn describe_frames(mut bytes: &[u8]) -> String {
-    let mut out = Vec::new();
+/// Splits the server's own frames (unmasked, final) into their opcode and payload; a frame
+/// cut short at the end comes out with what is there.
+pub(crate) fn split_frames(mut bytes: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut frames = Vec::new();
     while bytes.len() >= 2 {
-        let (len, header) = match bytes[1] & 0x7f {
+        let (len, header): (usize, usize) = match bytes[1] & 0x7f {
             126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
             127 if bytes.len() >= 10 => {
                 let len = u64::from_be_bytes(bytes[2..10].try_into().expect("8 bytes"));
@@ -88,8 +88,20 @@ pub(crate) fn describe_frames(mut bytes: &[u8]) -> String {
             126 | 127 => break,
             n => (usize::from(n), 2),
         };
-        let payload = &bytes[header..(header + len).min(bytes.len())];
-        out.push(match bytes[0] & 0x0f {
+        let end = header.saturating_add(len).min(bytes.len());
+        frames.push((bytes[0] & 0x0f, &bytes[header..end]));
+        bytes = &bytes[end..];
+    }
+    frames
+}
+
+/// What the server frames in `bytes` are, for the debug log: what a browser's DevTools shows
+/// under Network → WS → Messages.
+pub(crate) fn describe_frames(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    for (opcode, payload) in split_frames(bytes) {
+        let len = payload.len();
+        out.push(match opcode {
             0x1 => format!("text {}", String::from_utf8_lossy(payload)),
             0x2 => format!("binary ({len} bytes)"),
             0x8 if payload.len() >= 2 => format!(
@@ -102,7 +114,6 @@ pub(crate) fn describe_frames(mut bytes: &[u8]) -> String {
             0xA => format!("pong ({len} bytes)"),
             op => format!("opcode {op} ({len} bytes)"),
         });
-        bytes = &bytes[(header + len).min(bytes.len())..];
     }
     out.join(" | ")
 }

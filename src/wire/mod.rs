@@ -10,7 +10,9 @@ pub(crate) mod event;
 pub(crate) mod frame;
 
 pub(crate) use event::{ChatEvent, Encoder, Wire};
-pub(crate) use frame::{close_code, describe_frames, encode_close, encode_frame, Opcode};
+pub(crate) use frame::{
+    close_code, describe_frames, encode_close, encode_frame, split_frames, Opcode,
+};
 
 /// The Engine.IO v4 ping packet, which the heartbeat sends socket.io-client v3 and v4; they
 /// answer `3`.

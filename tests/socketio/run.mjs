@@ -6,8 +6,10 @@
 //
 // Starts wschat on a free 127.0.0.1 port (--port 0; the port is read from its log), then for
 // every pair of client kinds: both connect and see their enter lines, each emits a message
-// that both receive, and one disconnects while the other sees its leave. Then rooms, HTML
-// escaping, acks, history and the refusal of polling. Every wait is on an event with a
+// that both receive, and one disconnects while the other sees its leave. The kinds: v4 and
+// v2 over the WebSocket transport, with their default options (HTTP long-polling, then the
+// upgrade), polling only, and raw. Then rooms, HTML escaping, acks, history, the upgrade
+// with chat going on after it, and polling-only and raw clients mixed in one room. Every wait is on an event with a
 // deadline, never a fixed sleep. Exits 1 at the first failed check, naming it, with the
 // server's log; the last line is `socketio: N passed, M failed`.
 
@@ -96,14 +98,25 @@ class Inbox {
 
 const EVENTS = ['enter', 'message', 'leave', 'notice', 'rename', 'private'];
 
-// A socket.io client as a tutorial page makes one: io(url, { transports: ['websocket'] }),
-// with the name (and room) in the query. `version` is 'v4' or 'v2'.
-function sioClient(version, name, room, extra = {}) {
+// How each kind of socket.io client is created: over the WebSocket transport (the README's
+// way), with the default options (long-polling, then the upgrade: how most pages do it), or
+// with long-polling alone.
+const TRANSPORTS = {
+  '': { transports: ['websocket'] },
+  '-default': {},
+  '-polling': { transports: ['polling'] },
+};
+
+// A socket.io client with the name (and room) in the query. `kind` is 'v4' or 'v2', with
+// the suffix of a TRANSPORTS entry.
+function sioClient(kind, name, room, extra = {}) {
   const query = { username: name, ...(room ? { room } : {}) };
+  const version = kind.slice(0, 2);
   const make = version === 'v4' ? ioV4 : ioV2;
-  const socket = make(base, { transports: ['websocket'], query, reconnection: false, forceNew: true, ...extra });
+  const options = TRANSPORTS[kind.slice(2)];
+  const socket = make(base, { ...options, query, reconnection: false, forceNew: true, ...extra });
   const c = {
-    kind: version, name, socket, inbox: new Inbox(`${version} client ${name}`),
+    kind, name, socket, inbox: new Inbox(`${kind} client ${name}`),
     say: (text) => socket.emit('message', text),
     close: () => socket.close(),
   };
@@ -114,8 +127,15 @@ function sioClient(version, name, room, extra = {}) {
   }
   socket.on('connect_error', (error) => c.inbox.push({ event: 'connect_error', error }));
   socket.on('disconnect', (reason) => c.inbox.push({ event: 'disconnect', reason }));
+  // Resolves with the transport's name when the client upgrades (default options).
+  c.upgraded = new Promise((resolve) => socket.io.engine.once('upgrade', (t) => resolve(t.name)));
   clients.add(c);
   return c;
+}
+
+// The transport a socket.io client uses now.
+function transportOf(c) {
+  return c.socket.io.engine.transport.name;
 }
 
 // A raw WebSocket client, as the classic page connects.
@@ -202,7 +222,9 @@ async function main() {
   // The tutorial's case: a socket.io page and a raw page in the default room.
   await check('v4 and raw in the lobby: enter, messages both ways, leave', () => pair('raw', 'v4'));
   let room = 0;
-  for (const [stay, go] of [['raw', 'v2'], ['v4', 'raw'], ['v2', 'raw'], ['v4', 'v2'], ['v2', 'v4']]) {
+  for (const [stay, go] of [['raw', 'v2'], ['v4', 'raw'], ['v2', 'raw'], ['v4', 'v2'], ['v2', 'v4'],
+    ['raw', 'v4-default'], ['raw', 'v2-default'], ['v4-default', 'v2-default'],
+    ['raw', 'v4-polling'], ['raw', 'v2-polling'], ['v2-polling', 'v4-polling'], ['v4-polling', 'v2-default']]) {
     await check(`${stay} sees ${go} enter, chat and leave`, () => pair(stay, go, `pair-${++room}`));
   }
 
@@ -251,19 +273,49 @@ async function main() {
     assert(replay.obj.history === true, `history flag: ${JSON.stringify(replay.obj)}`);
   });
 
-  await check('a client without transports: [\'websocket\'] is told why it cannot connect', async () => {
+  await check('default options: long-polling, the upgrade, and the chat goes on over the WebSocket', async () => {
     for (const version of ['v4', 'v2']) {
-      const c = sioClient(version, 'poller', undefined, { transports: ['polling'] });
-      const { error } = await c.inbox.take('connect_error', (i) => i.event === 'connect_error');
-      assert(error.description === 400, `${version}: ${error.message} ${error.description}`);
+      const raw = await joined('raw', `${version}-watcher`, `up-${version}`);
+      const c = sioClient(`${version}-default`, `${version}-upgrader`, `up-${version}`);
+      // Its first request is a polling GET: it enters the chat before any upgrade.
+      await c.inbox.line('enter', `${c.name} comes in !!!`);
+      const timeout = new Promise((resolve) => setTimeout(() => resolve('no upgrade in time'), WAIT_MS));
+      const upgraded = await Promise.race([c.upgraded, timeout]);
+      assert(upgraded === 'websocket' && transportOf(c) === 'websocket', `${version}: ${upgraded}`);
+      c.say('after the upgrade');
+      await raw.inbox.line('message', `${c.name}: after the upgrade`);
+      raw.say('to the upgraded');
+      await c.inbox.line('message', `${raw.name}: to the upgraded`);
       c.close();
+      await raw.inbox.line('leave', `${c.name} leaves.`);
+      raw.close();
     }
-    // What the page's network panel shows for that request.
-    const resp = await fetch(`${base}/socket.io/?EIO=4&transport=polling&t=x`);
+  });
+
+  await check('polling only: v4, v2 and raw clients in one room, a burst in order', async () => {
+    const p4 = await joined('v4-polling', 'poll4', 'mixed');
+    const p2 = await joined('v2-polling', 'poll2', 'mixed');
+    const raw = await joined('raw', 'rawm', 'mixed');
+    for (const c of [p4, p2]) assert(transportOf(c) === 'polling', `${c.name}: ${transportOf(c)}`);
+    // A burst from the raw client: every polling client gets every line, in order (each
+    // long-poll response carries what was queued).
+    for (let i = 0; i < 20; i++) raw.say(`burst ${i}`);
+    for (const c of [p4, p2]) {
+      for (let i = 0; i < 20; i++) await c.inbox.line('message', `rawm: burst ${i}`);
+    }
+    p2.say('from v2 polling');
+    for (const c of [raw, p4, p2]) await c.inbox.line('message', 'poll2: from v2 polling');
+    p4.say('from v4 polling');
+    for (const c of [raw, p4, p2]) await c.inbox.line('message', 'poll4: from v4 polling');
+    p4.close();
+    await raw.inbox.line('leave', 'poll4 leaves.');
+    await p2.inbox.line('leave', 'poll4 leaves.');
+    // What a page's network panel shows for the first request: the open packet.
+    const resp = await fetch(`${base}/socket.io/?EIO=4&transport=polling&t=x`, { headers: { Origin: 'http://page.test' } });
     const body = await resp.text();
-    assert(resp.status === 400 && body.includes("create the client with transports: ['websocket']"),
-      `${resp.status} ${body}`);
-    assert(resp.headers.get('access-control-allow-origin') === '*', 'readable from a page on another origin');
+    assert(resp.status === 200 && body.startsWith('0{') && body.includes('"upgrades":["websocket"]'), `${resp.status} ${body}`);
+    assert(resp.headers.get('access-control-allow-origin') === 'http://page.test', 'the Origin echoed');
+    assert(resp.headers.get('access-control-allow-credentials') === 'true', 'with credentials');
   });
 
   await check('a namespace other than / gets "Invalid namespace"', async () => {
