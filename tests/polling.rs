@@ -594,3 +594,21 @@ fn max_clients_counts_sessions_and_one_that_stops_polling_is_dropped_by_its_back
     let r = Http::new(addr).request("GET", &a.q.clone(), "", b"");
     assert!(r.body.contains("Session ID unknown"), "{}", r.body);
 }
+
+#[test]
+fn a_kept_alive_polling_connection_may_go_on_with_a_page_request() {
+    // Browsers reuse an idle polling connection for the page's other files.
+    let server = start(test_config());
+    let (mut ann, _, _) = Poller::open(server.local_addr(), 4, "ann");
+    assert_eq!(ann.post(&["40"]).body, "ok");
+    assert!(ann.poll()[0].starts_with("40{"));
+    let page = ann.get.request("GET", "/", "", b"");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<html"), "{}", page.body);
+    // The session goes on, on the POST connection and a new GET connection.
+    ann.get = Http::new(server.local_addr());
+    assert_eq!(ann.post(&[r#"42["message","still here"]"#]).body, "ok");
+    let (mut bob, _) = join(server.local_addr(), "bob");
+    send_text(&mut bob, "hi");
+    assert_eq!(ann.event("message")["info"], "bob: hi");
+}

@@ -118,6 +118,22 @@ pub(super) fn open(
             return None;
         }
     };
+    answer(id, stream, peer, head, config, metrics, sessions)
+}
+
+/// Answers a request head: a polling request's route, the page, an operations endpoint or a
+/// refusal, or the WebSocket handshake. Also for a request that follows polling requests on a
+/// kept-alive connection (a browser reuses those for the page's other files).
+#[inline(never)]
+pub(super) fn answer(
+    id: ConnId,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    head: RequestHead,
+    config: &Config,
+    metrics: &Shared,
+    sessions: &Sessions,
+) -> Option<Route> {
     if !head.wants_websocket && polling::is_polling(&head) {
         // Two requests per message: the broadcaster logs the session's start and end instead.
         debug!("#{id} {peer} {} {}", head.method, head.target);

@@ -135,10 +135,15 @@ pub(crate) fn run(
 ) {
     // Two phases in two frames: the deep one (HTTP, handshake) returns before the long one
     // (the read loop) starts, so its stack pages can be given back (platform::release_unused_stack).
-    match handshake::open(id, &stream, peer, config, metrics, sessions) {
-        Some(Route::Polling(head)) => {
-            polling::serve(id, &stream, peer, *head, config, events, sessions)
-        }
+    let mut route = handshake::open(id, &stream, peer, config, metrics, sessions);
+    // A kept-alive polling connection may go on with another kind of request.
+    while let Some(Route::Polling(head)) = route {
+        let Some(other) = polling::serve(id, &stream, peer, *head, config, events, sessions) else {
+            return;
+        };
+        route = handshake::answer(id, &stream, peer, other, config, metrics, sessions);
+    }
+    match route {
         Some(Route::Upgrade(session)) => upgrade::serve(stream, session, config, events),
         Some(route) => serve(id, stream, peer, route, config, events),
         None => {}

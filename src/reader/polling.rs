@@ -216,7 +216,7 @@ pub(super) fn serve(
     config: &Config,
     events: &Sender<Event>,
     sessions: &Sessions,
-) {
+) -> Option<RequestHead> {
     loop {
         let next = request(stream, peer, &head, config, events, sessions);
         let Next::KeepAlive(rest) = next else {
@@ -224,7 +224,7 @@ pub(super) fn serve(
             // rather than a reset.
             let _ = stream.shutdown(Shutdown::Write);
             super::linger(stream);
-            return;
+            return None;
         };
         // A kept-alive connection may wait for its next poll as long as a session may.
         let deadline = Instant::now() + config.idle_timeout();
@@ -232,18 +232,18 @@ pub(super) fn serve(
             Ok(next) => next,
             Err(HeadError::Malformed(why)) => {
                 let _ = http::write_error(stream, 400, &format!("not an HTTP/1.1 request: {why}"));
-                return;
+                return None;
             }
             Err(HeadError::TooLarge) => {
                 let _ = http::write_error(stream, 431, "request head too large");
-                return;
+                return None;
             }
-            Err(HeadError::Timeout | HeadError::Closed) => return,
+            Err(HeadError::Timeout | HeadError::Closed) => return None,
         };
         if head.wants_websocket || !is_polling(&head) {
-            // Another kind of request on a polling connection: one request per connection.
-            let _ = http::write_error(stream, 400, "only polling requests on this connection");
-            return;
+            // Another kind of request (a browser reuses the connection for a page's files):
+            // the caller answers it as the first request of a connection.
+            return Some(head);
         }
         debug!("#{id} {peer} {} {}", head.method, head.target);
     }
