@@ -2,6 +2,10 @@
 //! Prometheus' own parser, obeys `--metrics`; `GET /healthz` is 200 while the broadcaster
 //! makes rounds and 503 while it is stuck.
 
+// Unix only: a stuck client shrinks its receive buffer through its fd, and wschat runs only
+// on Unix (platform::check_supported).
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{Read, Write};
