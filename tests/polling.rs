@@ -612,3 +612,38 @@ fn a_kept_alive_polling_connection_may_go_on_with_a_page_request() {
     send_text(&mut bob, "hi");
     assert_eq!(ann.event("message")["info"], "bob: hi");
 }
+
+#[test]
+fn the_rate_limit_goes_on_across_the_upgrade() {
+    let server = start(Config {
+        rate_limit_per_sec: 1,
+        rate_burst: 3,
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let (mut ann, _, _) = Poller::open(addr, 4, "ann");
+    ann.post(&["40"]);
+    ann.poll();
+    // The whole burst, over polling.
+    for i in 0..3 {
+        let text = format!(r#"42["message","polled {i}"]"#);
+        assert_eq!(ann.post(&[&text]).body, "ok");
+    }
+    let ws_path = format!("/socket.io/?EIO=4&transport=websocket&sid={}", ann.sid());
+    let mut ws = connect(addr, &ws_path);
+    send_text(&mut ws, "2probe");
+    assert_eq!(recv(&mut ws), Message::text("3probe"));
+    send_text(&mut ws, "5");
+    // The bucket is still empty: a fresh one would let this through.
+    send_text(&mut ws, r#"42["message","over the limit"]"#);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no rate-limited notice");
+        if let Message::Text(t) = recv(&mut ws) {
+            assert!(!t.contains("ann: over the limit"), "sent: {t}");
+            if t.contains("rate-limited") {
+                break;
+            }
+        }
+    }
+}

@@ -199,7 +199,14 @@ fn serve(
     };
     let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config));
     platform::release_unused_stack();
-    let end = read_loop(id, &mut ws, &mut route, config, events);
+    let end = read_loop(
+        id,
+        &mut ws,
+        &mut route,
+        RateLimiter::new(config),
+        config,
+        events,
+    );
     guard.dropped = drop_reason(&end);
     guard.reason = finish(id, end, &stream, events);
 }
@@ -274,10 +281,10 @@ fn read_loop(
     id: ConnId,
     ws: &mut WebSocket<ReadSide>,
     route: &mut Route,
+    mut limiter: RateLimiter,
     config: &Config,
     events: &Sender<Event>,
 ) -> End {
-    let mut limiter = RateLimiter::new(config);
     loop {
         let message = match ws.read() {
             Ok(message) => message,
@@ -436,7 +443,9 @@ mod tests {
             requested_room: None,
         };
         let (events, received) = crossbeam_channel::unbounded();
-        let end = read_loop(7, &mut ws, &mut route, &Config::default(), &events);
+        let config = Config::default();
+        let limiter = RateLimiter::new(&config);
+        let end = read_loop(7, &mut ws, &mut route, limiter, &config, &events);
         assert!(
             matches!(end, End::Gone(_)),
             "the peer's end of stream ends the loop"

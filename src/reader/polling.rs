@@ -98,13 +98,16 @@ impl Entry {
 
     /// The session goes on over a WebSocket: polling requests are refused from now on. Its
     /// socket.io state, or `None` when it ended or already upgraded.
-    pub(super) fn upgrade(&mut self) -> Option<Session> {
+    /// The session's socket.io state and rate limiter for the WebSocket that takes it over
+    /// (the limiter goes on: an upgrade must not refill the client's bucket).
+    pub(super) fn upgrade(&mut self, config: &Config) -> Option<(Session, RateLimiter)> {
         if self.upgraded || self.shared.ended.load(Ordering::Acquire) {
             return None;
         }
         self.upgraded = true;
         self.touch();
-        Some(self.session.clone())
+        let limiter = std::mem::replace(&mut self.limiter, RateLimiter::new(config));
+        Some((self.session.clone(), limiter))
     }
 
     fn touch(&self) {

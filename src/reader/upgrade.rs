@@ -56,7 +56,7 @@ pub(super) fn serve(
             }
         }
     }
-    let Some(session) = lock(&entry.0).upgrade() else {
+    let Some((session, limiter)) = lock(&entry.0).upgrade(config) else {
         let _ = stream.shutdown(Shutdown::Both);
         return;
     };
@@ -72,7 +72,7 @@ pub(super) fn serve(
     };
     platform::release_unused_stack();
     let mut route = Route::SocketIo(session);
-    let end = read_loop(id, &mut ws, &mut route, config, events);
+    let end = read_loop(id, &mut ws, &mut route, limiter, config, events);
     guard.dropped = drop_reason(&end);
     guard.reason = finish(id, end, &stream, events);
 }
