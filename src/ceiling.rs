@@ -7,7 +7,10 @@
 //! failure aborts the whole process (a signal stack that cannot be mapped), so the server
 //! must stay below it and answer 503 instead.
 
-use crate::platform::ProcessLimits;
+use log::warn;
+
+use crate::config::Config;
+use crate::platform::{self, ProcessLimits};
 
 /// Mappings a reader thread adds: its stack, the stack's guard page, std's signal stack and
 /// that stack's guard page.
@@ -114,6 +117,19 @@ pub(crate) fn fit_max_clients(
         ),
         _ => (max_clients, None),
     }
+}
+
+/// Raises the soft open-file limit to the hard one (often 1024 against 1,048,576), then fits
+/// `max_clients` under what the OS allows one process, with one warning when it is lowered.
+pub(crate) fn fit_to_the_os(mut config: Config, stack_bytes: usize) -> Config {
+    platform::raise_open_file_limit();
+    let limits = platform::process_limits();
+    let (max_clients, warning) = fit_max_clients(config.max_clients, &limits, stack_bytes);
+    if let Some(warning) = warning {
+        warn!("{warning}");
+    }
+    config.max_clients = max_clients;
+    config
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@
 mod broadcaster;
 mod chat;
 mod event;
+mod handle;
 mod listener;
 mod outbox;
 mod reader;
@@ -69,4 +70,5 @@ pub mod share;
 
 pub use chat::rooms::DEFAULT_ROOM;
 pub use config::Config;
-pub use listener::{RunningServer, Server, StopHandle};
+pub use handle::{RunningServer, StopHandle};
+pub use listener::Server;

@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use log::{error, info, warn};
@@ -24,6 +24,7 @@ use crate::chat::Chat;
 use crate::cluster::Bridge;
 use crate::config::Config;
 use crate::event::{ConnId, Event, EVENT_QUEUE_CAPACITY};
+use crate::handle::{RunningServer, StopHandle};
 use crate::history_file::{self, HistoryFile};
 use crate::history_writer;
 use crate::metrics;
@@ -166,7 +167,7 @@ impl Server {
         config
             .validate()
             .map_err(|msg| io::Error::new(ErrorKind::InvalidInput, msg))?;
-        let config = fit_to_the_os(config);
+        let config = ceiling::fit_to_the_os(config, CLIENT_STACK_BYTES);
         let (rooms, history_file) = match &config.history_file {
             Some(path) => {
                 let in_file =
@@ -185,10 +186,7 @@ impl Server {
         let cluster = Bridge::open(&config)?;
         platform::set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
-        let stop = StopHandle {
-            stopping: Arc::new(AtomicBool::new(false)),
-            wake_addr: wake_addr(local_addr),
-        };
+        let stop = StopHandle::new(local_addr);
         Ok(Server {
             listener,
             local_addr,
@@ -233,11 +231,7 @@ impl Server {
         let thread = thread::Builder::new()
             .name("wschat-listener".into())
             .spawn(move || self.run())?;
-        Ok(RunningServer {
-            local_addr,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(RunningServer::new(local_addr, stop, thread))
     }
 
     /// Accepts connections until stopped, then shuts down gracefully: every client gets
@@ -258,7 +252,7 @@ impl Server {
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
         let (outlet, bridge) = match self.cluster.take() {
             Some(b) => b
-                .start(events.clone(), self.stop.stopping.clone())
+                .start(events.clone(), self.stop.flag())
                 .map(|(o, t)| (Some(o), Some(t)))?,
             None => (None, None),
         };
@@ -277,7 +271,7 @@ impl Server {
 
         let next_id = AtomicU64::new(1);
         for incoming in self.listener.incoming() {
-            if self.stop.stopping.load(Ordering::SeqCst) {
+            if self.stop.is_stopping() {
                 break;
             }
             match incoming {
@@ -391,112 +385,10 @@ fn refuse(stream: &TcpStream, why: &str) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-/// Where to connect to wake a blocked `accept`: the bound address, with the unspecified
-/// address replaced by loopback.
-fn wake_addr(bound: SocketAddr) -> SocketAddr {
-    let ip = match bound.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, bound.port())
-}
-
-/// Stops a running server from any thread (a signal handler's, a test's). Cloneable.
-#[derive(Clone, Debug)]
-pub struct StopHandle {
-    stopping: Arc<AtomicBool>,
-    wake_addr: SocketAddr,
-}
-
-impl StopHandle {
-    /// Asks the server to stop: it stops accepting, sends every client Close 1001, and
-    /// `run` returns once the grace period is over or every client has gone. Returns at once;
-    /// calling it again does nothing.
-    ///
-    /// ```
-    /// use std::thread;
-    /// let server = wschat::Server::bind(wschat::Config { port: 0, ..Default::default() })?;
-    /// let stop = server.stop_handle();
-    /// let running = thread::spawn(move || server.run());
-    /// stop.stop(); // from any thread; a signal handler does the same
-    /// running.join().unwrap()?;
-    /// assert!(stop.is_stopping());
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn stop(&self) {
-        if self.stopping.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // `accept` blocks; a connection of our own wakes it to see the flag.
-        let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_secs(1));
-    }
-
-    /// True once `stop` has been called.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-}
-
-/// A server running on a background thread (see [`Server::spawn`]). Dropping it stops the
-/// server and waits for it.
-pub struct RunningServer {
-    local_addr: SocketAddr,
-    stop: StopHandle,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl RunningServer {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// A handle that stops the server.
-    pub fn stop_handle(&self) -> StopHandle {
-        self.stop.clone()
-    }
-
-    /// Stops the server and waits until it has shut down; returns how long that took.
-    pub fn stop(mut self) -> io::Result<Duration> {
-        self.stop_and_join()
-    }
-
-    fn stop_and_join(&mut self) -> io::Result<Duration> {
-        let started = Instant::now();
-        self.stop.stop();
-        if let Some(thread) = self.thread.take() {
-            thread
-                .join()
-                .map_err(|_| io::Error::other("the server thread panicked"))??;
-        }
-        Ok(started.elapsed())
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        let _ = self.stop_and_join();
-    }
-}
-
-/// Raises the soft open-file limit to the hard one (often 1024 against 1,048,576), then fits
-/// `max_clients` under what the OS allows one process, with one warning when it is lowered.
-fn fit_to_the_os(mut config: Config) -> Config {
-    platform::raise_open_file_limit();
-    let limits = platform::process_limits();
-    let (max_clients, warning) =
-        ceiling::fit_max_clients(config.max_clients, &limits, CLIENT_STACK_BYTES);
-    if let Some(warning) = warning {
-        warn!("{warning}");
-    }
-    config.max_clients = max_clients;
-    config
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// The next text message, skipping pings.
     fn next_text(ws: &mut tungstenite::WebSocket<impl Read + io::Write>) -> String {
