@@ -213,6 +213,16 @@ impl Config {
         self.ping_interval * 2
     }
 
+    /// True when `--allow-origin` is not set, or lists `origin` (for WebSockets and polling
+    /// alike).
+    pub(crate) fn allows_origin(&self, origin: Option<&str>) -> bool {
+        self.allow_origins.is_empty()
+            || origin.is_some_and(|o| {
+                let o = o.trim_end_matches('/');
+                (self.allow_origins.iter()).any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+            })
+    }
+
     /// Checks the values that would make the server misbehave, with a message a person can
     /// act on.
     pub fn validate(&self) -> Result<(), String> {

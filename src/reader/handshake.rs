@@ -54,15 +54,6 @@ pub(super) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message_bytes))
 }
 
-/// True when `--allow-origin` is not set, or lists `origin`.
-pub(super) fn origin_allowed(config: &Config, origin: Option<&str>) -> bool {
-    config.allow_origins.is_empty()
-        || origin.is_some_and(|o| {
-            let o = o.trim_end_matches('/');
-            (config.allow_origins.iter()).any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
-        })
-}
-
 /// The stream tungstenite's handshake runs on: first the request head already read, then the
 /// socket; writes (the 101 response or an error status) go to the socket.
 struct Replay<'a> {
@@ -335,7 +326,7 @@ fn route_request(
         }
     };
     let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
-    if !origin_allowed(config, origin) {
+    if !config.allows_origin(origin) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
             format!("origin {} is not allowed", origin.unwrap_or("(none)")),

@@ -20,7 +20,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use log::{debug, info};
 
-use super::handshake::origin_allowed;
 use super::rate_limit::RateLimiter;
 use super::socketio::{new_sid, socketio_text};
 use super::End;
@@ -283,7 +282,7 @@ fn request(
             Next::Close
         }
     };
-    if !origin_allowed(config, origin) {
+    if !config.allows_origin(origin) {
         let why = format!("origin {} is not allowed", origin.unwrap_or("(none)"));
         info!("{peer} polling refused: {why}");
         reply.text(403, &why);
