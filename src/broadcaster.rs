@@ -273,18 +273,7 @@ impl Broadcaster {
                 self.chat.leave(slot, self.now_ms, out);
                 info!("#{id} left the chat (Socket.IO DISCONNECT)");
             }
-            Event::Text { text, .. } => {
-                self.counts.messages += 1;
-                if self.config.stall_on_message.as_deref() == Some(&*text) {
-                    warn!("test hook: stall_on_message, the broadcaster sleeps");
-                    thread::sleep(self.config.stuck_round_after * STALL_ROUNDS);
-                }
-                let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
-                let said = self.chat.text(slot, &text, self.now_ms, out);
-                if let (Some(said), Some(history)) = (said, self.history.as_mut()) {
-                    history.push(said.room, said.entry);
-                }
-            }
+            Event::Text { text, .. } => self.text(slot, &text),
             Event::Relay { event, args, .. } => {
                 (self.chat).relay(slot, &event, &args, self.now_ms, &mut self.outbox)
             }
@@ -323,6 +312,20 @@ impl Broadcaster {
             Event::Join(_) | Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => {
                 unreachable!("handled above")
             }
+        }
+    }
+
+    /// A chat line: to the room (and the cluster), and remembered for the history file.
+    fn text(&mut self, slot: Slot, text: &str) {
+        self.counts.messages += 1;
+        if self.config.stall_on_message.as_deref() == Some(text) {
+            warn!("test hook: stall_on_message, the broadcaster sleeps");
+            thread::sleep(self.config.stuck_round_after * STALL_ROUNDS);
+        }
+        let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+        let said = self.chat.text(slot, text, self.now_ms, out);
+        if let (Some(said), Some(history)) = (said, self.history.as_mut()) {
+            history.push(said.room, said.entry);
         }
     }
 

@@ -785,6 +785,24 @@ mod tests {
         );
         assert_eq!(s.on_text(r#"42["message",5]"#), Ok(Step::NotText));
         assert_eq!(s.on_text(r#"42["message"]"#), Ok(Step::NotText));
+        assert_eq!(s.on_text("431[]"), Ok(Step::Nothing));
+        assert_eq!(code(s.clone().on_text("40")), 1002); // twice
+        assert_eq!(code(s.clone().on_text("2")), 1002); // wrong direction
+        assert_eq!(code(s.clone().on_text(r#"42/admin,["message","x"]"#)), 1002);
+        assert_eq!(s.on_text("41"), Ok(Step::Part));
+        assert_eq!(code(s.clone().on_text(r#"42["message","x"]"#)), 1002);
+        // Connecting again after a DISCONNECT is allowed; without auth, the query's name.
+        assert!(matches!(
+            s.on_text("40"),
+            Ok(Step::Enter { name: Some(n), room: None, .. }) if n == "q"
+        ));
+        assert_eq!(s.on_text("1"), Ok(Step::Close));
+    }
+
+    #[test]
+    fn other_events_become_relays_and_reserved_names_are_refused() {
+        let mut s = sio(Eio::V4);
+        assert!(matches!(s.on_text("40"), Ok(Step::Enter { .. })));
         assert_eq!(
             s.on_text(r#"42["typing",true]"#),
             Ok(Step::Relay {
@@ -822,18 +840,6 @@ mod tests {
             s.on_text("42[7,1]"),
             Ok(Step::Refuse { code: "usage", .. })
         ));
-        assert_eq!(s.on_text("431[]"), Ok(Step::Nothing));
-        assert_eq!(code(s.clone().on_text("40")), 1002); // twice
-        assert_eq!(code(s.clone().on_text("2")), 1002); // wrong direction
-        assert_eq!(code(s.clone().on_text(r#"42/admin,["message","x"]"#)), 1002);
-        assert_eq!(s.on_text("41"), Ok(Step::Part));
-        assert_eq!(code(s.clone().on_text(r#"42["message","x"]"#)), 1002);
-        // Connecting again after a DISCONNECT is allowed; without auth, the query's name.
-        assert!(matches!(
-            s.on_text("40"),
-            Ok(Step::Enter { name: Some(n), room: None, .. }) if n == "q"
-        ));
-        assert_eq!(s.on_text("1"), Ok(Step::Close));
     }
 
     #[test]

@@ -371,16 +371,7 @@ impl Outbox {
     pub fn write(&mut self, slot: Slot, now: Instant) -> Option<Dead> {
         let backlog_timeout = self.backlog_timeout;
         let c = self.clients.get_mut(slot)?.as_mut()?;
-        if let Some(p) = c
-            .poll
-            .as_ref()
-            .filter(|p| p.queued_bytes() > c.max_backlog_bytes)
-        {
-            let why = format!(
-                "not polling: {} bytes queued, over {}",
-                p.queued_bytes(),
-                c.max_backlog_bytes
-            );
+        if let Some(why) = polling::over_backlog(c) {
             self.counts.backlog_drops += 1;
             return Some(Dead {
                 slot,

@@ -238,6 +238,18 @@ impl Outbox {
     }
 }
 
+/// Why a polling session that stopped polling is dropped: more queued for it than its
+/// backlog limit. `None` for any other client.
+pub(super) fn over_backlog(c: &Client) -> Option<String> {
+    let queued = c.poll.as_ref()?.queued_bytes();
+    (queued > c.max_backlog_bytes).then(|| {
+        format!(
+            "not polling: {queued} bytes queued, over {}",
+            c.max_backlog_bytes
+        )
+    })
+}
+
 /// Lists a polling session for the flush when a response can be made and none is listed.
 pub(super) fn list_poll(p: &mut PollSide, unsent: usize, slot: Slot, pending: &mut Vec<Slot>) {
     if p.wants_write() && !p.listed && unsent == 0 {
