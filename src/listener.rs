@@ -165,7 +165,7 @@ impl Server {
             .validate()
             .map_err(|msg| io::Error::new(ErrorKind::InvalidInput, msg))?;
         let config = fit_to_the_os(config);
-        let (rooms, history_file) = match &config.history_file {
+        let (mut rooms, history_file) = match &config.history_file {
             Some(path) => {
                 let in_file =
                     |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
@@ -180,7 +180,11 @@ impl Server {
             ),
         };
         let listener = TcpListener::bind(config.socket_addr())?;
-        let cluster = Bridge::open(&config)?;
+        let mut cluster = Bridge::open(&config)?;
+        if let Some(bridge) = cluster.as_mut() {
+            // `--redis` refuses a history file: the rooms start with the cluster's history.
+            rooms = Rooms::new(config.max_rooms, config.history, bridge.take_history());
+        }
         platform::set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
         let stop = StopHandle {

@@ -165,6 +165,59 @@ fn every_room_line_reaches_every_member_on_every_node_exactly_once() {
     );
 }
 
+#[test]
+fn a_newcomer_on_any_node_gets_the_rooms_last_lines_even_from_a_node_started_later() {
+    let redis = Redis::start(&[]);
+    let history_node = |redis: &Redis| {
+        start(Config {
+            redis: Some(redis.url()),
+            history: 3,
+            ..test_config()
+        })
+    };
+    let (a, b) = (history_node(&redis), history_node(&redis));
+    let mut ada = join_room(a.local_addr(), "ada", "quiet");
+    let mut bob = join_room(b.local_addr(), "bob", "quiet");
+    recv_event(&mut ada, "enter");
+    // Room h has nobody on node b: b remembers its lines all the same.
+    let mut cy = join_room(a.local_addr(), "cy", "h");
+    for line in ["one", "two", "/me waves", "three", "four", "/nick cyd"] {
+        send_text(&mut cy, line);
+    }
+    // b handles other nodes' lines in order: once bob hears this, b has every line of h.
+    send_text(&mut ada, "sync");
+    assert_eq!(recv_event(&mut bob, "message")["info"], "ada: sync");
+    let last_three = [
+        "action \"* cy waves\"",
+        "message \"cy: three\"",
+        "message \"cy: four\"",
+    ];
+    let replayed = |got: &[Value]| -> Vec<String> {
+        let lines: Vec<&Value> = got.iter().filter(|v| v["history"] == true).collect();
+        events(&lines.into_iter().cloned().collect::<Vec<_>>())
+    };
+    let quiet = Duration::from_millis(300);
+    let mut dee = join_room(b.local_addr(), "dee", "h");
+    assert_eq!(
+        replayed(&drain(&mut dee, quiet)),
+        last_three,
+        "dee on node b"
+    );
+    // A node started now loads the rooms' lists from Redis before it serves anyone.
+    let c = history_node(&redis);
+    let mut eve = join_room(c.local_addr(), "eve", "h");
+    assert_eq!(
+        replayed(&drain(&mut eve, quiet)),
+        last_three,
+        "eve on node c"
+    );
+    let listed: usize = redis::cmd("LLEN")
+        .arg("wschat:history:h")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(listed, 3, "the list keeps --history lines");
+}
+
 /// `got` holds each line of `by_node` exactly once and nothing else, each node's in order.
 fn assert_lines(got: Vec<Value>, who: &str, by_node: &[&[&str]]) {
     let got = events(&got);

@@ -1,5 +1,6 @@
 //! The bridge's two threads and their Redis connections: `cluster-publish` sends this node's
-//! lines, `cluster-subscribe` hears the other nodes'.
+//! lines (and appends them to the rooms' shared history), `cluster-subscribe` hears the other
+//! nodes'.
 //!
 //! Owns the connections, the start-up checks (a wrong URL or password is one clear line) and
 //! reconnecting with a capped backoff. Touches Redis and the event channel, nothing else: the
@@ -14,7 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use redis::{Client, Connection, RedisError};
 
-use super::wire;
+use super::{history, wire};
 use crate::event::{Event, RemoteLine};
 
 /// How long connecting to Redis may take, at start-up and on each reconnect.
@@ -138,7 +139,8 @@ impl Dropped {
     }
 }
 
-/// `cluster-publish`: publishes every outgoing line to its room's channel, in the order the
+/// `cluster-publish`: publishes every outgoing line to its room's channel (a message or an
+/// action also goes into the room's list, in the same round trip), in the order the
 /// broadcaster handed them over (so each sender's lines keep their order everywhere). Ends
 /// when the broadcaster drops its sender.
 pub(crate) fn publish_loop(
@@ -147,6 +149,7 @@ pub(crate) fn publish_loop(
     node: Arc<str>,
     outgoing: Receiver<Outgoing>,
     dropped: Arc<Dropped>,
+    history_lines: usize,
 ) {
     let mut backoff = Backoff::new();
     let mut retry_at = Instant::now();
@@ -178,10 +181,12 @@ pub(crate) fn publish_loop(
         };
         let mut pipe = redis::pipe();
         for Outgoing { room, line } in &batch {
+            let payload = wire::encode(&node, line);
             pipe.cmd("PUBLISH")
                 .arg(wire::room_channel(room))
-                .arg(wire::encode(&node, line))
+                .arg(&payload)
                 .ignore();
+            history::append(&mut pipe, room, line, &payload, history_lines);
         }
         if let Err(e) = pipe.query::<()>(c) {
             warn!("cluster: publishing failed ({e}): reconnecting");

@@ -8,6 +8,7 @@
 //! channel. `link` runs the threads that talk to Redis; `wire` is what they say.
 //! May use `chat` (a room's members), `event`, `wire` and `config`; never a client socket.
 
+mod history;
 mod link;
 mod wire;
 
@@ -22,6 +23,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{info, warn};
 use redis::{Client, Connection};
 
+use crate::chat::history::Loaded;
 use crate::chat::{Chat, Deliver};
 use crate::config::Config;
 use crate::event::{Event, RemoteLine, Slot};
@@ -41,6 +43,10 @@ pub(crate) struct Bridge {
     /// threads keep trying.
     connections: Option<(Connection, Connection)>,
     node: Arc<str>,
+    /// The rooms' shared history, loaded before the server runs (empty when Redis was
+    /// unreachable): the rooms start with it.
+    history: Loaded,
+    history_lines: usize,
 }
 
 impl Bridge {
@@ -53,8 +59,11 @@ impl Bridge {
             return Ok(None);
         };
         let node: Arc<str> = node_id().into();
-        let (client, connections) = match link::open(url) {
-            Ok((client, publish, subscribe)) => (client, Some((publish, subscribe))),
+        let (client, connections, history) = match link::open(url) {
+            Ok((client, mut publish, subscribe)) => {
+                let history = load_history(&mut publish, config.history);
+                (client, Some((publish, subscribe)), history)
+            }
             Err(StartError::Config(msg)) => {
                 return Err(io::Error::new(ErrorKind::InvalidInput, msg))
             }
@@ -62,7 +71,7 @@ impl Bridge {
                 warn!("{msg}: starting anyway (redis-optional); chat stays on this node until it answers");
                 let client = Client::open(url.as_str())
                     .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
-                (client, None)
+                (client, None, Loaded::new())
             }
             Err(StartError::Unreachable(msg)) => {
                 return Err(io::Error::new(
@@ -79,7 +88,14 @@ impl Bridge {
             client,
             connections,
             node,
+            history,
+            history_lines: config.history,
         }))
+    }
+
+    /// The shared history loaded at start-up, for the rooms (once: then it is empty).
+    pub(crate) fn take_history(&mut self) -> Loaded {
+        std::mem::take(&mut self.history)
     }
 
     /// Starts the bridge's threads: the broadcaster gets the [`Outlet`], the subscriber
@@ -95,10 +111,11 @@ impl Bridge {
             .connections
             .map_or((None, None), |(p, s)| (Some(p), Some(s)));
         let (client, node, d) = (self.client.clone(), self.node.clone(), dropped.clone());
+        let history_lines = self.history_lines;
         let publish = thread::Builder::new()
             .name("cluster-publish".into())
             .stack_size(BRIDGE_STACK_BYTES)
-            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d))?;
+            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d, history_lines))?;
         let (client, node) = (self.client, self.node);
         let connected = subscribe_conn.is_some();
         let (ready, subscribed) = crossbeam_channel::bounded(1);
@@ -242,15 +259,19 @@ fn remote_line<'e>(event: &ChatEvent<'e>, time_ms: u64) -> Option<(&'e str, Remo
     })
 }
 
-/// Another node's line, for this node's members of `room` (none: nothing happens, and no
-/// room is opened for it). A message keeps the time it was said at; the rest get `now_ms`.
+/// Another node's line, for this node's members of `room`. A message keeps the time it was
+/// said at; the rest get `now_ms`. A message or an action is also remembered in the room (opened
+/// for it if need be), so newcomers here get it without asking Redis.
 pub(crate) fn deliver(
-    chat: &Chat,
+    chat: &mut Chat,
     out: &mut impl Deliver,
     room: &str,
     line: &RemoteLine,
     now_ms: u64,
 ) {
+    if let Some(entry) = history::entry(line) {
+        chat.remember(room, entry);
+    }
     let to = chat.room_members(room);
     if to.is_empty() {
         return;
@@ -330,6 +351,15 @@ pub(crate) fn farewell(
         let name = member.name.to_string();
         outlet.publish(&member.room, RemoteLine::Leave { name });
     }
+}
+
+/// Every room's shared history, or none (logged) when reading it fails: the chat starts
+/// anyway, and newcomers get what is said from now on.
+fn load_history(conn: &mut Connection, history_lines: usize) -> Loaded {
+    history::load(conn, history_lines).unwrap_or_else(|e| {
+        warn!("cluster: could not load the shared history ({e}): rooms start without it");
+        Loaded::new()
+    })
 }
 
 /// A node id unique enough for a cluster: random (std's hasher keys come from the OS), with
