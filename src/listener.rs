@@ -259,7 +259,11 @@ impl Server {
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
         let (outlet, bridge) = match self.cluster.take() {
             Some(b) => b
-                .start(events.clone(), self.stop.stopping.clone())
+                .start(
+                    events.clone(),
+                    self.stop.stopping.clone(),
+                    self.metrics.clone(),
+                )
                 .map(|(o, t)| (Some(o), Some(t)))?,
             None => (None, None),
         };

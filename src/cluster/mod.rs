@@ -27,6 +27,7 @@ use crate::chat::history::Loaded;
 use crate::chat::{Chat, Deliver};
 use crate::config::Config;
 use crate::event::{Event, RemoteLine, Slot};
+use crate::metrics::Shared;
 use crate::wire::ChatEvent;
 use link::{Dropped, Outgoing, StartError};
 
@@ -99,14 +100,16 @@ impl Bridge {
     }
 
     /// Starts the bridge's threads: the broadcaster gets the [`Outlet`], the subscriber
-    /// sends on `events` until `stopping` is set.
+    /// sends on `events` until `stopping` is set; both count in `metrics.cluster`.
     pub(crate) fn start(
         self,
         events: Sender<Event>,
         stopping: Arc<AtomicBool>,
+        metrics: Arc<Shared>,
     ) -> io::Result<(Outlet, Threads)> {
         let (tx, rx) = crossbeam_channel::bounded(OUTGOING_QUEUE_CAPACITY);
-        let dropped = Arc::new(Dropped::default());
+        metrics.cluster.joined();
+        let dropped = Arc::new(Dropped::new(metrics.clone()));
         let (publish_conn, subscribe_conn) = self
             .connections
             .map_or((None, None), |(p, s)| (Some(p), Some(s)));
@@ -123,7 +126,15 @@ impl Bridge {
             .name("cluster-subscribe".into())
             .stack_size(BRIDGE_STACK_BYTES)
             .spawn(move || {
-                link::subscribe_loop(client, subscribe_conn, node, events, stopping, ready)
+                link::subscribe_loop(
+                    client,
+                    subscribe_conn,
+                    node,
+                    events,
+                    stopping,
+                    ready,
+                    metrics,
+                )
             })?;
         // Subscribed before the first client: from then on, no other node's line is missed.
         let wait = Duration::from_millis(link::SUBSCRIBED_WAIT_MS);

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{DropReason, Kind, Snapshot, ROUND_BUCKETS_US};
+use super::{ClusterFigures, DropReason, Kind, Snapshot, ROUND_BUCKETS_US};
 
 /// The `Content-Type` of the text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -85,7 +85,43 @@ pub(crate) fn render(s: &Snapshot) -> String {
         o.backlog_bytes,
     );
     rounds(&mut out, s);
+    if let Some(c) = &s.cluster {
+        cluster(&mut out, c);
+    }
     out
+}
+
+/// The cluster bridge's figures (`--redis` only).
+fn cluster(out: &mut String, c: &ClusterFigures) {
+    let families = [
+        (
+            "cluster_link_up",
+            "gauge",
+            "1 while both connections to Redis work (lines go to and come from the other nodes), else 0.",
+            u64::from(c.link_up),
+        ),
+        (
+            "cluster_published_lines_total",
+            "counter",
+            "Room lines Redis took for the other nodes.",
+            c.published,
+        ),
+        (
+            "cluster_received_lines_total",
+            "counter",
+            "Other nodes' room lines received through Redis.",
+            c.received,
+        ),
+        (
+            "cluster_dropped_lines_total",
+            "counter",
+            "Room lines never sent to the other nodes (publish queue full, Redis gone or failing).",
+            c.dropped,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        simple(out, name, kind, help, value);
+    }
 }
 
 /// The `# HELP` and `# TYPE` lines of a family.
@@ -165,6 +201,21 @@ mod tests {
             sample(&text, "wschat_dropped_clients_total{reason=\"heartbeat\"}"),
             "2"
         );
+        assert!(
+            !text.contains("cluster"),
+            "no cluster figures without --redis"
+        );
+        s.cluster = Some(ClusterFigures {
+            link_up: true,
+            published: 11,
+            received: 12,
+            dropped: 13,
+        });
+        let text = render(&s);
+        assert_eq!(sample(&text, "wschat_cluster_link_up"), "1");
+        assert_eq!(sample(&text, "wschat_cluster_published_lines_total"), "11");
+        assert_eq!(sample(&text, "wschat_cluster_received_lines_total"), "12");
+        assert_eq!(sample(&text, "wschat_cluster_dropped_lines_total"), "13");
     }
 
     #[test]
