@@ -250,8 +250,12 @@ impl Server {
         // The history file's own thread: the broadcaster only queues lines for it.
         let (history, history_writer) = match self.history_file.take() {
             Some(file) => {
-                let (queue, thread) =
-                    history_writer::spawn(file, rooms.all_history(), &self.config)?;
+                let (queue, thread) = history_writer::spawn(
+                    file,
+                    rooms.all_history(),
+                    &self.config,
+                    self.metrics.clone(),
+                )?;
                 (Some(queue), Some(thread))
             }
             None => (None, None),

@@ -88,6 +88,22 @@ pub(crate) fn render(s: &Snapshot) -> String {
     if let Some(c) = &s.cluster {
         cluster(&mut out, c);
     }
+    if let Some(h) = &s.history {
+        simple(
+            &mut out,
+            "history_waiting_lines",
+            "gauge",
+            "Remembered lines queued for the history file's writer, not yet taken (its lag, in lines).",
+            h.waiting_lines,
+        );
+        simple(
+            &mut out,
+            "history_left_out_lines_total",
+            "counter",
+            "Lines left out of the history file because its writer was behind (rooms still remember them).",
+            h.left_out_lines,
+        );
+    }
     out
 }
 
@@ -161,6 +177,7 @@ fn rounds(out: &mut String, s: &Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::HistoryFigures;
     use std::time::Duration;
 
     /// The value of the sample line that starts with `series ` (name and labels).
@@ -216,6 +233,17 @@ mod tests {
         assert_eq!(sample(&text, "wschat_cluster_published_lines_total"), "11");
         assert_eq!(sample(&text, "wschat_cluster_received_lines_total"), "12");
         assert_eq!(sample(&text, "wschat_cluster_dropped_lines_total"), "13");
+        assert!(
+            !text.contains("history"),
+            "no history figures without a file"
+        );
+        s.history = Some(HistoryFigures {
+            waiting_lines: 21,
+            left_out_lines: 22,
+        });
+        let text = render(&s);
+        assert_eq!(sample(&text, "wschat_history_waiting_lines"), "21");
+        assert_eq!(sample(&text, "wschat_history_left_out_lines_total"), "22");
     }
 
     #[test]

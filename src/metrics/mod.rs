@@ -122,6 +122,54 @@ pub(crate) struct Snapshot {
     /// With `--redis`: the bridge's figures, read from [`ClusterCounts`] when a reader takes
     /// the snapshot (the broadcaster never sets them).
     pub cluster: Option<ClusterFigures>,
+    /// With `--history-file`: the history writer's figures, read from [`HistoryCounts`] when
+    /// a reader takes the snapshot.
+    pub history: Option<HistoryFigures>,
+}
+
+/// The history writer's figures as of one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HistoryFigures {
+    /// Lines queued for the writer and not yet taken: its lag, in lines.
+    pub waiting_lines: u64,
+    /// Lines left out of the file because the queue was full.
+    pub left_out_lines: u64,
+}
+
+/// The history queue's counters: the broadcaster adds what it queues, the writer takes away
+/// what it takes (relaxed atomics, one per line: neither waits).
+#[derive(Debug, Default)]
+pub(crate) struct HistoryCounts {
+    on: AtomicBool,
+    waiting: AtomicU64,
+    left_out: AtomicU64,
+}
+
+impl HistoryCounts {
+    pub(crate) fn started(&self) {
+        self.on.store(true, Ordering::Relaxed);
+    }
+    /// A line is about to be queued (counted before, so the writer never takes it first).
+    pub(crate) fn queuing(&self) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The line `queuing` announced was not queued after all.
+    pub(crate) fn not_queued(&self, left_out: bool) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if left_out {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// The writer took a line.
+    pub(crate) fn taken(&self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub(crate) fn figures(&self) -> Option<HistoryFigures> {
+        self.on.load(Ordering::Relaxed).then(|| HistoryFigures {
+            waiting_lines: self.waiting.load(Ordering::Relaxed),
+            left_out_lines: self.left_out.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// The cluster bridge's figures as of one scrape.
@@ -194,7 +242,7 @@ const IDLE: u64 = 0;
 const STOPPED: u64 = u64::MAX;
 
 /// Shared between the broadcaster (the only writer of the heartbeat and the snapshot), the
-/// cluster bridge (its own counters) and the reader threads that answer `/metrics` and
+/// cluster bridge and the history writer (their own counters), and the reader threads that answer `/metrics` and
 /// `/healthz`.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -206,6 +254,8 @@ pub(crate) struct Shared {
     snapshot: Mutex<Snapshot>,
     /// The cluster bridge's own counters (its threads write them, not the broadcaster).
     pub(crate) cluster: ClusterCounts,
+    /// The history queue's counters (the broadcaster's end and the writer).
+    pub(crate) history: HistoryCounts,
 }
 
 impl Default for Shared {
@@ -215,6 +265,7 @@ impl Default for Shared {
             heartbeat: AtomicU64::new(IDLE),
             snapshot: Mutex::default(),
             cluster: ClusterCounts::default(),
+            history: HistoryCounts::default(),
         }
     }
 }
@@ -258,6 +309,7 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         snapshot.cluster = self.cluster.figures();
+        snapshot.history = self.history.figures();
         snapshot
     }
 
