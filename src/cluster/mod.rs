@@ -5,8 +5,10 @@
 //! other nodes must hear, and the delivery of their lines here ([`deliver`]). The broadcaster
 //! never talks to Redis: it only `try_send`s into the outlet (a full channel drops the line
 //! and counts it), and the other nodes' lines reach it as `Event::Remote` on the event
-//! channel. `link` runs the threads that talk to Redis; `wire` is what they say.
-//! May use `chat` (a room's members), `event`, `wire` and `config`; never a client socket.
+//! channel. `link` runs the threads that talk to Redis; `wire` is what they say; `history`
+//! keeps the rooms' shared history in Redis lists.
+//! May use `chat` (a room's members and history), `event`, `wire`, `config` and `metrics`
+//! (the bridge's counters); never a client socket.
 
 mod history;
 mod link;
