@@ -219,6 +219,51 @@ fn a_newcomer_on_any_node_gets_the_rooms_last_lines_even_from_a_node_started_lat
     assert_eq!(listed, 3, "the list keeps --history lines");
 }
 
+#[test]
+fn another_programs_key_where_a_rooms_list_goes_costs_only_that_rooms_history() {
+    let redis = Redis::start(&[]);
+    let _: () = redis::cmd("SET")
+        .arg("wschat:history:r")
+        .arg("not a list")
+        .query(&mut redis.conn())
+        .unwrap();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut ada = join_room(a.local_addr(), "ada", "r");
+    let mut bob = join_room(b.local_addr(), "bob", "r");
+    recv_event(&mut ada, "enter");
+    for text in ["first", "second"] {
+        send_text(&mut ada, text);
+        assert_eq!(recv_event(&mut bob, "message")["text"], text);
+    }
+    assert!(
+        drain(&mut bob, Duration::from_millis(300)).is_empty(),
+        "no cluster-down"
+    );
+    assert_eq!(
+        metric(a.local_addr(), "wschat_cluster_dropped_lines_total"),
+        Some(0)
+    );
+    // A node loading the lists at start-up skips that key and loads the others.
+    let mut cy = join_room(a.local_addr(), "cy", "s");
+    send_text(&mut cy, "kept");
+    recv_event(&mut cy, "message");
+    eventually("the line in Redis", || {
+        redis::cmd("LLEN")
+            .arg("wschat:history:s")
+            .query::<usize>(&mut redis.conn())
+            .unwrap()
+            == 1
+    });
+    let c = node(&redis);
+    let mut dee = join_room(c.local_addr(), "dee", "s");
+    let got = drain(&mut dee, Duration::from_millis(300));
+    assert!(
+        got.iter()
+            .any(|v| v["text"] == "kept" && v["history"] == true),
+        "{got:?}"
+    );
+}
+
 /// The value of `series` on `addr`'s `/metrics`.
 fn metric(addr: SocketAddr, series: &str) -> Option<u64> {
     let (status, head, body) = http_get(addr, "/metrics");

@@ -82,15 +82,20 @@ pub(crate) fn load(conn: &mut Connection, history_lines: usize) -> Result<Loaded
             .arg(LOAD_BATCH_KEYS)
             .query(conn)?;
         let mut pipe = redis::pipe();
+        pipe.ignore_errors(); // another program's key of another type: skip it, not everything
         for key in &keys {
             pipe.cmd("LRANGE")
                 .arg(key)
                 .arg(-(history_lines as i64))
                 .arg(-1);
         }
-        let lists: Vec<Vec<Vec<u8>>> = pipe.query(conn)?;
+        let lists: Vec<redis::RedisResult<Vec<Vec<u8>>>> = pipe.query(conn)?;
         for (key, list) in keys.iter().zip(lists) {
             let room = &key[HISTORY_KEY_PREFIX.len()..];
+            let Ok(list) = list else {
+                warn!("cluster: skipped {key:?}, which is not a wschat history list");
+                continue;
+            };
             let lines = decode_list(room, &list, &mut skipped);
             if !lines.is_empty() {
                 loaded.insert(room.to_string(), lines);

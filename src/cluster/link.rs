@@ -165,6 +165,7 @@ pub(crate) fn publish_loop(
     let mut batch = Vec::with_capacity(MAX_PUBLISH_BATCH);
     let counts = dropped.counts();
     counts.set_publishing(conn.is_some());
+    let mut refused = Refused::default();
     loop {
         if conn.is_none() && Instant::now() >= retry_at {
             conn = reconnect(&client, "publishing", &mut backoff, &mut retry_at);
@@ -192,16 +193,23 @@ pub(crate) fn publish_loop(
             continue;
         };
         let mut pipe = redis::pipe();
+        // A command Redis refuses (another program's key of the wrong type where a room's list
+        // goes) costs only that command, not the connection and the batch.
+        pipe.ignore_errors();
         for Outgoing { room, line } in &batch {
             let payload = wire::encode(&node, line);
             pipe.cmd("PUBLISH")
                 .arg(wire::room_channel(room))
-                .arg(&payload)
-                .ignore();
+                .arg(&payload);
             history::append(&mut pipe, room, line, &payload, history_lines);
         }
-        match pipe.query::<()>(c) {
-            Ok(()) => counts.add_published(batch.len() as u64),
+        match pipe.query::<Vec<redis::RedisResult<redis::Value>>>(c) {
+            Ok(replies) => {
+                counts.add_published(batch.len() as u64);
+                if let Some(Err(e)) = replies.into_iter().find(Result::is_err) {
+                    refused.add(&e);
+                }
+            }
             Err(e) => {
                 warn!("cluster: publishing failed ({e}): reconnecting");
                 dropped.add(batch.len() as u64, "Redis failed or stalled");
@@ -211,6 +219,20 @@ pub(crate) fn publish_loop(
             }
         }
         batch.clear();
+    }
+}
+
+/// Batches in which Redis refused a command (history's `RPUSH` on another program's key);
+/// logged when the count reaches a power of two.
+#[derive(Default)]
+struct Refused(u64);
+
+impl Refused {
+    fn add(&mut self, e: &RedisError) {
+        self.0 += 1;
+        if self.0.is_power_of_two() {
+            warn!("cluster: Redis refused a command in {} batches so far (the last: {e}); the lines were published", self.0);
+        }
     }
 }
 
