@@ -77,6 +77,9 @@ run() {
   local nodes=1 urls=() redis=() bin="$BIN"
   [ "$setup" != one ] && nodes=2 && redis=(--redis "redis://127.0.0.1:$REDIS_PORT/")
   [ "$setup" = two-base ] && bin="$BASELINE_BIN"
+  # Each run starts on an empty Redis: the shared history of the last run's lines would be
+  # replayed to this run's clients, as deliveries the generator did not send.
+  redis-cli -p "$REDIS_PORT" FLUSHALL > /dev/null
   for _ in $(seq "$nodes"); do
     PORT=$((PORT + 1))
     "$bin" --bind 127.0.0.1 --port "$PORT" --rate-limit 0 --max-clients 20000 "${redis[@]}" \
