@@ -16,7 +16,9 @@ bench/cluster.sh: one wschat node against two nodes on one redis-server (scenari
   --sweep-duration  sending time of each scenario 3 rate [5]
   --rates "R ..."   scenario 3 rates, messages/s per sender [500 1000 2000 3000 4000 6000 8000]
   --out DIR         results folder [bench/results/cluster-DATE]
-Environment: BENCH_PORT_BASE (first port used, default 19000). Needs redis-server and
+Environment: BENCH_PORT_BASE (first port used, default 19000); BASELINE_BIN, a wschat binary
+of an older commit (bench/peers/wschat-baseline/setup.sh builds one): then a third setup,
+"two-base", runs two nodes of it, alternating with the others. Needs redis-server and
 cargo build --release --workspace.
 EOF
 }
@@ -72,11 +74,15 @@ wait_port "$REDIS_PORT"
 # load, one JSON line with the nodes' and Redis' CPU added, appended to raw.jsonl.
 run() {
   local setup="$1" scenario="$2" rep="$3"; shift 3
-  local nodes=1 urls=() redis=()
-  [ "$setup" = two ] && nodes=2 && redis=(--redis "redis://127.0.0.1:$REDIS_PORT/")
+  local nodes=1 urls=() redis=() bin="$BIN"
+  [ "$setup" != one ] && nodes=2 && redis=(--redis "redis://127.0.0.1:$REDIS_PORT/")
+  [ "$setup" = two-base ] && bin="$BASELINE_BIN"
+  # Each run starts on an empty Redis: the shared history of the last run's lines would be
+  # replayed to this run's clients, as deliveries the generator did not send.
+  redis-cli -p "$REDIS_PORT" FLUSHALL > /dev/null
   for _ in $(seq "$nodes"); do
     PORT=$((PORT + 1))
-    "$BIN" --bind 127.0.0.1 --port "$PORT" --rate-limit 0 --max-clients 20000 "${redis[@]}" \
+    "$bin" --bind 127.0.0.1 --port "$PORT" --rate-limit 0 --max-clients 20000 "${redis[@]}" \
       > "$OUT/logs/$setup.$PORT.log" 2>&1 &
     PIDS+=($!)
     urls+=(--url "ws://127.0.0.1:$PORT/")
@@ -108,12 +114,14 @@ d=json.loads(sys.stdin.read())
 sys.exit(0 if d["lost"]<=0 and d["connect_failures"]==0 and d["p99_us"]<100000 else 1)'
 }
 
+SETUPS="one two"
+[ -n "${BASELINE_BIN:-}" ] && SETUPS="one two two-base"
 for rep in $(seq "$REPS"); do
-  for setup in one two; do
+  for setup in $SETUPS; do
     log "rep $rep, $setup node(s): scenario 1"
     run "$setup" 1 "$rep" -n 100 -k 10 -r 50 -b 64 -d "$DURATION" > /dev/null
   done
-  for setup in one two; do
+  for setup in $SETUPS; do
     log "rep $rep, $setup node(s): scenario 3"
     fails=0
     for r in $RATES; do
@@ -132,15 +140,17 @@ def med(xs): return statistics.median(xs) if xs else float("nan")
 def ms(us): return "—" if us != us else f"{us / 1000:.2f} ms"
 print("| setup | scenario 1 p50 | p99 | cross-node p50 | cross-node p99 | lost | nodes' CPU per delivery | Redis' CPU per delivery | scenario 3 saturation (deliveries/s, nothing lost, p99 < 100 ms) |")
 print("|---|---|---|---|---|---|---|---|---|")
-for setup in ["one", "two"]:
+for setup in ["one", "two", "two-base"]:
     s1 = [r for r in rows if r["setup"] == setup and r["scenario"] == "1"]
+    if not s1:
+        continue
     per = lambda key: med([r[key] * 1e6 / r["delivered"] for r in s1 if r["delivered"]])
     s3 = [r for r in rows if r["setup"] == setup and r["scenario"] == "3"
           and r["lost"] <= 0 and r["connect_failures"] == 0 and r["p99_us"] < 100000]
     best = {}
     for r in s3:
         best[r["rep"]] = max(best.get(r["rep"], 0), r["deliveries_per_s"])
-    print(f"| {setup} node{'s' if setup == 'two' else ''} | {med([r['p50_us'] for r in s1]) / 1000:.2f} ms "
+    print(f"| {setup} node{'' if setup == 'one' else 's'} | {med([r['p50_us'] for r in s1]) / 1000:.2f} ms "
           f"| {med([r['p99_us'] for r in s1]) / 1000:.2f} ms "
           f"| {ms(med([r['cross_p50_us'] for r in s1 if 'cross_p50_us' in r]))} "
           f"| {ms(med([r['cross_p99_us'] for r in s1 if 'cross_p99_us' in r]))} "

@@ -253,7 +253,7 @@ impl Broadcaster {
             return self.shutdown();
         }
         if let Event::Remote { room, line } = event {
-            return cluster::deliver(&self.chat, &mut self.outbox, &room, &line, self.now_ms);
+            return cluster::deliver(&mut self.chat, &mut self.outbox, &room, &line, self.now_ms);
         }
         if let Event::ClusterLink { up } = event {
             let slots = self.outbox.slots();

@@ -75,7 +75,7 @@ pub(crate) enum Event {
     /// Close every client with 1001, give them the grace period, then stop.
     Shutdown,
     /// A line said on another node of the cluster, from the Redis bridge (`--redis`): for
-    /// this node's members of `room`.
+    /// this node's members of `room`, and (a message or an action) for the room's history.
     Remote { room: String, line: RemoteLine },
     /// The bridge lost its subscription to Redis (`up: false`) or has it again: every chat
     /// client hears one notice each way.

@@ -23,6 +23,7 @@ use log::{debug, error, info, warn};
 use crate::chat::history::Entry;
 use crate::config::Config;
 use crate::history_file::{encode_line, HistoryFile};
+use crate::metrics::Shared;
 
 /// Lines that may wait for the writer: minutes of a busy chat, so only a disk that stalls for
 /// a long time makes the file miss lines. The channel allocates its slots up front, so each
@@ -52,6 +53,8 @@ pub(crate) struct HistoryQueue {
     /// Lines left out of the file since start-up.
     dropped_total: u64,
     writer_gone: bool,
+    /// Where the queue's length and the lines left out are counted, for `/metrics`.
+    metrics: Arc<Shared>,
 }
 
 impl HistoryQueue {
@@ -61,7 +64,12 @@ impl HistoryQueue {
             room: room.into(),
             entry: entry.clone(),
         });
-        match self.lines.try_send(line) {
+        self.metrics.history.queuing();
+        let sent = self.lines.try_send(line);
+        if let Err(e) = &sent {
+            (self.metrics.history).not_queued(matches!(e, TrySendError::Full(_)));
+        }
+        match sent {
             Ok(()) if self.dropped > 0 => {
                 info!(
                     "history writer caught up: {} lines were left out of the file ({} since \
@@ -104,6 +112,7 @@ pub(crate) fn spawn<'e>(
     file: HistoryFile,
     kept: impl Iterator<Item = (&'e str, &'e Entry)>,
     config: &Config,
+    metrics: Arc<Shared>,
 ) -> io::Result<(HistoryQueue, JoinHandle<()>)> {
     let mut retained = Retained::new(config.history, config.max_rooms);
     for (room, entry) in kept {
@@ -116,7 +125,9 @@ pub(crate) fn spawn<'e>(
         batch: Vec::new(),
         batch_lines: 0,
         health: Health::Ok { sync_due: None },
+        metrics: metrics.clone(),
     };
+    metrics.history.started();
     let (lines, receiver) = crossbeam_channel::bounded(HISTORY_QUEUE_LINES);
     let thread = thread::Builder::new()
         .name("history-writer".into())
@@ -127,6 +138,7 @@ pub(crate) fn spawn<'e>(
         dropped: 0,
         dropped_total: 0,
         writer_gone: false,
+        metrics,
     };
     Ok((queue, thread))
 }
@@ -208,6 +220,8 @@ struct Writer {
     batch: Vec<u8>,
     batch_lines: usize,
     health: Health,
+    /// Counts each line taken off the queue, for `/metrics`.
+    metrics: Arc<Shared>,
 }
 
 impl Writer {
@@ -253,6 +267,7 @@ impl Writer {
     }
 
     fn take(&mut self, line: Line) {
+        self.metrics.history.taken();
         if let Health::Ok { .. } = self.health {
             encode_line(&mut self.batch, &line.room, &line.entry);
             self.batch_lines += 1;
@@ -406,7 +421,7 @@ mod tests {
         let path = dir.join("h.jsonl");
         let file = HistoryFile::open(&path, std::iter::empty()).unwrap();
         let cfg = config(100, Duration::ZERO);
-        let (mut queue, thread) = spawn(file, std::iter::empty(), &cfg).unwrap();
+        let (mut queue, thread) = spawn(file, std::iter::empty(), &cfg, Arc::default()).unwrap();
         for i in 0..50 {
             queue.push("r", &entry(&format!("{i}")));
         }
@@ -426,11 +441,15 @@ mod tests {
             dropped: 0,
             dropped_total: 0,
             writer_gone: false,
+            metrics: Arc::default(),
         };
+        (queue.metrics.history).started();
         for i in 0..10 {
             queue.push("r", &entry(&format!("{i}")));
         }
         assert_eq!(queue.dropped_total(), 6);
+        let figures = queue.metrics.history.figures().unwrap();
+        assert_eq!((figures.waiting_lines, figures.left_out_lines), (4, 6));
         let queued: Vec<_> = receiver
             .try_iter()
             .map(|l| l.entry.text().to_string())
@@ -453,7 +472,8 @@ mod tests {
         let file = HistoryFile::with_handle(&path, full);
         let cfg = config(3, Duration::from_millis(50));
         let kept = [entry("old")];
-        let (mut queue, thread) = spawn(file, kept.iter().map(|e| ("r", e)), &cfg).unwrap();
+        let (mut queue, thread) =
+            spawn(file, kept.iter().map(|e| ("r", e)), &cfg, Arc::default()).unwrap();
         for i in 0..5 {
             queue.push("r", &entry(&format!("{i}")));
         }
@@ -477,7 +497,7 @@ mod tests {
         let path = dir.join("h.jsonl");
         let file = HistoryFile::open(&path, std::iter::empty()).unwrap();
         let cfg = config(2, Duration::from_secs(1));
-        let (mut queue, thread) = spawn(file, std::iter::empty(), &cfg).unwrap();
+        let (mut queue, thread) = spawn(file, std::iter::empty(), &cfg, Arc::default()).unwrap();
         for i in 0..20_000 {
             queue.push(if i % 2 == 0 { "a" } else { "b" }, &entry(&format!("{i}")));
         }
@@ -513,6 +533,7 @@ mod tests {
             batch: Vec::new(),
             batch_lines: 0,
             health: Health::Ok { sync_due: None },
+            metrics: Arc::default(),
         };
         let line = |text: &str| Line {
             room: "r".into(),

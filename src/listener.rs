@@ -168,7 +168,7 @@ impl Server {
             .validate()
             .map_err(|msg| io::Error::new(ErrorKind::InvalidInput, msg))?;
         let config = ceiling::fit_to_the_os(config, CLIENT_STACK_BYTES);
-        let (rooms, history_file) = match &config.history_file {
+        let (mut rooms, history_file) = match &config.history_file {
             Some(path) => {
                 let in_file =
                     |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
@@ -183,7 +183,11 @@ impl Server {
             ),
         };
         let listener = TcpListener::bind(config.socket_addr())?;
-        let cluster = Bridge::open(&config)?;
+        let mut cluster = Bridge::open(&config)?;
+        if let Some(bridge) = cluster.as_mut() {
+            // `--redis` refuses a history file: the rooms start with the cluster's history.
+            rooms = Rooms::new(config.max_rooms, config.history, bridge.take_history());
+        }
         platform::set_listen_backlog(&listener, LISTEN_BACKLOG);
         let local_addr = listener.local_addr()?;
         let stop = StopHandle::new(local_addr);
@@ -243,8 +247,12 @@ impl Server {
         // The history file's own thread: the broadcaster only queues lines for it.
         let (history, history_writer) = match self.history_file.take() {
             Some(file) => {
-                let (queue, thread) =
-                    history_writer::spawn(file, rooms.all_history(), &self.config)?;
+                let (queue, thread) = history_writer::spawn(
+                    file,
+                    rooms.all_history(),
+                    &self.config,
+                    self.metrics.clone(),
+                )?;
                 (Some(queue), Some(thread))
             }
             None => (None, None),
@@ -252,7 +260,7 @@ impl Server {
         let chat = Chat::new(rooms, self.config.history, self.config.max_rooms);
         let (outlet, bridge) = match self.cluster.take() {
             Some(b) => b
-                .start(events.clone(), self.stop.flag())
+                .start(events.clone(), self.stop.flag(), self.metrics.clone())
                 .map(|(o, t)| (Some(o), Some(t)))?,
             None => (None, None),
         };

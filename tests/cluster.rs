@@ -165,6 +165,211 @@ fn every_room_line_reaches_every_member_on_every_node_exactly_once() {
     );
 }
 
+#[test]
+fn a_newcomer_on_any_node_gets_the_rooms_last_lines_even_from_a_node_started_later() {
+    let redis = Redis::start(&[]);
+    let history_node = |redis: &Redis| {
+        start(Config {
+            redis: Some(redis.url()),
+            history: 3,
+            ..test_config()
+        })
+    };
+    let (a, b) = (history_node(&redis), history_node(&redis));
+    let mut ada = join_room(a.local_addr(), "ada", "quiet");
+    let mut bob = join_room(b.local_addr(), "bob", "quiet");
+    recv_event(&mut ada, "enter");
+    // Room h has nobody on node b: b remembers its lines all the same.
+    let mut cy = join_room(a.local_addr(), "cy", "h");
+    for line in ["one", "two", "/me waves", "three", "four", "/nick cyd"] {
+        send_text(&mut cy, line);
+    }
+    recv_event(&mut cy, "rename"); // node a has handled (and published) cy's lines
+                                   // b handles other nodes' lines in order: once bob hears this, b has every line of h.
+    send_text(&mut ada, "sync");
+    assert_eq!(recv_event(&mut bob, "message")["info"], "ada: sync");
+    let last_three = [
+        "action \"* cy waves\"",
+        "message \"cy: three\"",
+        "message \"cy: four\"",
+    ];
+    let replayed = |got: &[Value]| -> Vec<String> {
+        let lines: Vec<&Value> = got.iter().filter(|v| v["history"] == true).collect();
+        events(&lines.into_iter().cloned().collect::<Vec<_>>())
+    };
+    let quiet = Duration::from_millis(300);
+    let mut dee = join_room(b.local_addr(), "dee", "h");
+    assert_eq!(
+        replayed(&drain(&mut dee, quiet)),
+        last_three,
+        "dee on node b"
+    );
+    // A node started now loads the rooms' lists from Redis before it serves anyone.
+    let c = history_node(&redis);
+    let mut eve = join_room(c.local_addr(), "eve", "h");
+    assert_eq!(
+        replayed(&drain(&mut eve, quiet)),
+        last_three,
+        "eve on node c"
+    );
+    let listed: usize = redis::cmd("LLEN")
+        .arg("wschat:history:h")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(listed, 3, "the list keeps --history lines");
+}
+
+#[test]
+fn another_programs_key_where_a_rooms_list_goes_costs_only_that_rooms_history() {
+    let redis = Redis::start(&[]);
+    let _: () = redis::cmd("SET")
+        .arg("wschat:history:r")
+        .arg("not a list")
+        .query(&mut redis.conn())
+        .unwrap();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut ada = join_room(a.local_addr(), "ada", "r");
+    let mut bob = join_room(b.local_addr(), "bob", "r");
+    recv_event(&mut ada, "enter");
+    for text in ["first", "second"] {
+        send_text(&mut ada, text);
+        assert_eq!(recv_event(&mut bob, "message")["text"], text);
+    }
+    assert!(
+        drain(&mut bob, Duration::from_millis(300)).is_empty(),
+        "no cluster-down"
+    );
+    assert_eq!(
+        metric(a.local_addr(), "wschat_cluster_dropped_lines_total"),
+        Some(0)
+    );
+    // A node loading the lists at start-up skips that key and loads the others.
+    let mut cy = join_room(a.local_addr(), "cy", "s");
+    send_text(&mut cy, "kept");
+    recv_event(&mut cy, "message");
+    eventually("the line in Redis", || {
+        redis::cmd("LLEN")
+            .arg("wschat:history:s")
+            .query::<usize>(&mut redis.conn())
+            .unwrap()
+            == 1
+    });
+    let c = node(&redis);
+    let mut dee = join_room(c.local_addr(), "dee", "s");
+    let got = drain(&mut dee, Duration::from_millis(300));
+    assert!(
+        got.iter()
+            .any(|v| v["text"] == "kept" && v["history"] == true),
+        "{got:?}"
+    );
+}
+
+/// The value of `series` on `addr`'s `/metrics`.
+fn metric(addr: SocketAddr, series: &str) -> Option<u64> {
+    let (status, head, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{head}");
+    let prefix = format!("{series} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+}
+
+/// Waits until `series` on `addr` reads exactly `expected` (the bridge counts after Redis
+/// answered, a moment after the line was delivered).
+fn wait_for_metric(addr: SocketAddr, series: &str, expected: u64) {
+    let mut got = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got != Some(expected) {
+        assert!(
+            Instant::now() < deadline,
+            "{series}: {got:?}, expected {expected}"
+        );
+        thread::sleep(Duration::from_millis(20));
+        got = metric(addr, series);
+    }
+}
+
+#[test]
+fn the_cluster_metrics_follow_the_link_and_count_lines_published_received_and_dropped() {
+    let mut redis = Redis::start(&[]);
+    let (a, b) = (node(&redis), node(&redis));
+    let (a_addr, b_addr) = (a.local_addr(), b.local_addr());
+    let mut ada = join_room(a_addr, "ada", "r");
+    let mut bob = join_room(b_addr, "bob", "r");
+    recv_event(&mut ada, "enter");
+    send_text(&mut ada, "line 0");
+    recv_event(&mut bob, "message");
+    // Node b may have subscribed a moment after ada's enter went out: count from line 0,
+    // which b has handled, with everything a published before it.
+    let base = metric(b_addr, "wschat_cluster_received_lines_total").unwrap();
+    assert!(
+        (1..=2).contains(&base),
+        "line 0 (and ada's enter) received: {base}"
+    );
+    for n in 1..3 {
+        send_text(&mut ada, &format!("line {n}"));
+        recv_event(&mut bob, "message");
+    }
+    // Node a said ada's enter and three lines; node b, bob's enter.
+    wait_for_metric(a_addr, "wschat_cluster_published_lines_total", 4);
+    wait_for_metric(b_addr, "wschat_cluster_received_lines_total", base + 2);
+    wait_for_metric(b_addr, "wschat_cluster_published_lines_total", 1);
+    wait_for_metric(a_addr, "wschat_cluster_received_lines_total", 1);
+    for addr in [a_addr, b_addr] {
+        assert_eq!(metric(addr, "wschat_cluster_link_up"), Some(1));
+        assert_eq!(metric(addr, "wschat_cluster_dropped_lines_total"), Some(0));
+    }
+    promtool_accepts(&http_get(a_addr, "/metrics").2);
+
+    redis.child.kill().unwrap(); // SIGKILL
+    redis.child.wait().unwrap();
+    assert_eq!(recv_event(&mut ada, "notice")["code"], "cluster-down");
+    wait_for_metric(a_addr, "wschat_cluster_link_up", 0);
+    send_text(&mut ada, "unheard");
+    send_text(&mut ada, "unheard too");
+    wait_for_metric(a_addr, "wschat_cluster_dropped_lines_total", 2);
+    assert_eq!(
+        metric(a_addr, "wschat_cluster_published_lines_total"),
+        Some(4)
+    );
+    let single = start_default();
+    let (_, _, body) = http_get(single.local_addr(), "/metrics");
+    assert!(
+        !body.contains("wschat_cluster"),
+        "no cluster figures without --redis"
+    );
+}
+
+/// `promtool check metrics` finds nothing to say about `body` (skipped without promtool;
+/// .ci/run installs it).
+fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!(
+            "\n!!!!! SKIPPED: promtool is not installed (Debian package `prometheus`) !!!!!\n"
+        );
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{body}"
+    );
+}
+
 /// `got` holds each line of `by_node` exactly once and nothing else, each node's in order.
 fn assert_lines(got: Vec<Value>, who: &str, by_node: &[&[&str]]) {
     let got = events(&got);

@@ -303,3 +303,33 @@ fn metrics_loopback_serves_loopback_peers() {
     );
     assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
 }
+
+#[test]
+fn the_history_writers_lag_shows_with_a_history_file_only() {
+    let path = std::env::temp_dir().join(format!("wschat-lag-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let server = start(Config {
+        history_file: Some(path.clone()),
+        ..test_config()
+    });
+    let addr = server.local_addr();
+    let (mut ada, _) = join(addr, "ada");
+    for n in 0..20 {
+        send_text(&mut ada, &format!("line {n}"));
+    }
+    for _ in 0..20 {
+        recv_json(&mut ada);
+    }
+    // Every line was queued, and the writer took them all: nothing waits, none left out.
+    wait_for(addr, "wschat_history_waiting_lines", 0);
+    assert_eq!(metric(addr, "wschat_history_left_out_lines_total"), Some(0));
+    eventually("the lines in the file", || {
+        std::fs::read_to_string(&path).is_ok_and(|f| f.lines().count() == 20)
+    });
+    assert_eq!(
+        metric(start_default().local_addr(), "wschat_history_waiting_lines"),
+        None
+    );
+    server.stop().unwrap();
+    let _ = std::fs::remove_file(&path);
+}

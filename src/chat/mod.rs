@@ -395,6 +395,17 @@ impl Chat {
         self.rooms.get(room).map_or(&[], |r| &r.members)
     }
 
+    /// Remembers a line said in `room` elsewhere (another node's), for newcomers here; the
+    /// room opens for it if the room cap allows. Nothing with history off.
+    pub fn remember(&mut self, room: &str, entry: Entry) {
+        if self.history_lines == 0 {
+            return;
+        }
+        if let Some(key) = self.rooms.open(room) {
+            self.rooms.record(&key, entry);
+        }
+    }
+
     /// The names of `slots`, in order.
     fn names_of(&self, slots: &[Slot]) -> Vec<&str> {
         slots

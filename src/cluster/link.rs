@@ -1,11 +1,12 @@
 //! The bridge's two threads and their Redis connections: `cluster-publish` sends this node's
-//! lines, `cluster-subscribe` hears the other nodes'.
+//! lines (and appends them to the rooms' shared history), `cluster-subscribe` hears the other
+//! nodes'.
 //!
 //! Owns the connections, the start-up checks (a wrong URL or password is one clear line) and
 //! reconnecting with a capped backoff. Touches Redis and the event channel, nothing else: the
 //! broadcaster reaches it only through the bounded outgoing channel ([`super::Outlet`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,8 +15,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use redis::{Client, Connection, RedisError};
 
-use super::wire;
+use super::{history, wire};
 use crate::event::{Event, RemoteLine};
+use crate::metrics::{ClusterCounts, Shared};
 
 /// How long connecting to Redis may take, at start-up and on each reconnect.
 const CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -120,25 +122,34 @@ impl Backoff {
     }
 }
 
-/// Lines not sent to the other nodes, counted wherever they were dropped; logged when the
-/// count reaches a power of two, so a long outage logs a few lines, not one per line.
+/// Lines not sent to the other nodes, counted wherever they were dropped (in the bridge's
+/// metrics, `wschat_cluster_dropped_lines_total`); logged when the count reaches a power of
+/// two, so a long outage logs a few lines, not one per line.
 #[derive(Default)]
-pub(crate) struct Dropped(AtomicU64);
+pub(crate) struct Dropped(Arc<Shared>);
 
 impl Dropped {
+    pub(crate) fn new(metrics: Arc<Shared>) -> Dropped {
+        Dropped(metrics)
+    }
+    /// The bridge's counters.
+    pub(crate) fn counts(&self) -> &ClusterCounts {
+        &self.0.cluster
+    }
     pub(crate) fn add(&self, n: u64, why: &str) {
-        let before = self.0.fetch_add(n, Ordering::Relaxed);
+        let before = self.counts().add_dropped(n);
         let after = before + n;
         if (before + 1).next_power_of_two() <= after {
             warn!("cluster: {after} lines not sent to the other nodes so far ({why})");
         }
     }
     pub(crate) fn total(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.counts().dropped()
     }
 }
 
-/// `cluster-publish`: publishes every outgoing line to its room's channel, in the order the
+/// `cluster-publish`: publishes every outgoing line to its room's channel (a message or an
+/// action also goes into the room's list, in the same round trip), in the order the
 /// broadcaster handed them over (so each sender's lines keep their order everywhere). Ends
 /// when the broadcaster drops its sender.
 pub(crate) fn publish_loop(
@@ -147,13 +158,18 @@ pub(crate) fn publish_loop(
     node: Arc<str>,
     outgoing: Receiver<Outgoing>,
     dropped: Arc<Dropped>,
+    history_lines: usize,
 ) {
     let mut backoff = Backoff::new();
     let mut retry_at = Instant::now();
     let mut batch = Vec::with_capacity(MAX_PUBLISH_BATCH);
+    let counts = dropped.counts();
+    counts.set_publishing(conn.is_some());
+    let mut refused = Refused::default();
     loop {
         if conn.is_none() && Instant::now() >= retry_at {
             conn = reconnect(&client, "publishing", &mut backoff, &mut retry_at);
+            counts.set_publishing(conn.is_some());
         }
         // Disconnected, it wakes to reconnect on time: lines resume as soon as Redis is back.
         let first = match conn {
@@ -177,19 +193,46 @@ pub(crate) fn publish_loop(
             continue;
         };
         let mut pipe = redis::pipe();
+        // A command Redis refuses (another program's key of the wrong type where a room's list
+        // goes) costs only that command, not the connection and the batch.
+        pipe.ignore_errors();
         for Outgoing { room, line } in &batch {
+            let payload = wire::encode(&node, line);
             pipe.cmd("PUBLISH")
                 .arg(wire::room_channel(room))
-                .arg(wire::encode(&node, line))
-                .ignore();
+                .arg(&payload);
+            history::append(&mut pipe, room, line, &payload, history_lines);
         }
-        if let Err(e) = pipe.query::<()>(c) {
-            warn!("cluster: publishing failed ({e}): reconnecting");
-            dropped.add(batch.len() as u64, "Redis failed or stalled");
-            conn = None;
-            retry_at = Instant::now() + backoff.next();
+        match pipe.query::<Vec<redis::RedisResult<redis::Value>>>(c) {
+            Ok(replies) => {
+                counts.add_published(batch.len() as u64);
+                if let Some(Err(e)) = replies.into_iter().find(Result::is_err) {
+                    refused.add(&e);
+                }
+            }
+            Err(e) => {
+                warn!("cluster: publishing failed ({e}): reconnecting");
+                dropped.add(batch.len() as u64, "Redis failed or stalled");
+                counts.set_publishing(false);
+                conn = None;
+                retry_at = Instant::now() + backoff.next();
+            }
         }
         batch.clear();
+    }
+}
+
+/// Batches in which Redis refused a command (history's `RPUSH` on another program's key);
+/// logged when the count reaches a power of two.
+#[derive(Default)]
+struct Refused(u64);
+
+impl Refused {
+    fn add(&mut self, e: &RedisError) {
+        self.0 += 1;
+        if self.0.is_power_of_two() {
+            warn!("cluster: Redis refused a command in {} batches so far (the last: {e}); the lines were published", self.0);
+        }
     }
 }
 
@@ -226,7 +269,9 @@ pub(crate) fn subscribe_loop(
     events: Sender<Event>,
     stopping: Arc<AtomicBool>,
     ready: Sender<()>,
+    metrics: Arc<Shared>,
 ) {
+    let counts = &metrics.cluster;
     let mut backoff = Backoff::new();
     let mut ready = Some(ready);
     // Set once the clients were told the link is down: they hear when it is back.
@@ -240,9 +285,18 @@ pub(crate) fn subscribe_loop(
             }
             continue;
         };
-        match listen(c, &node, &events, &stopping, &mut ready, &mut told_down) {
+        match listen(
+            c,
+            &node,
+            &events,
+            &stopping,
+            &mut ready,
+            &mut told_down,
+            counts,
+        ) {
             Ok(()) => return,
             Err(e) => {
+                counts.set_subscribed(false);
                 warn!("cluster: the subscription to Redis ended ({e}): reconnecting");
                 conn = None;
                 if !told_down && events.send(Event::ClusterLink { up: false }).is_err() {
@@ -264,10 +318,12 @@ fn listen(
     stopping: &AtomicBool,
     ready: &mut Option<Sender<()>>,
     told_down: &mut bool,
+    counts: &ClusterCounts,
 ) -> Result<(), RedisError> {
     conn.set_read_timeout(Some(Duration::from_millis(SUBSCRIBE_POLL_MS)))?;
     let mut pubsub = conn.as_pubsub();
     pubsub.psubscribe(format!("{}*", wire::ROOM_CHANNEL_PREFIX))?;
+    counts.set_subscribed(true);
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
@@ -283,6 +339,7 @@ fn listen(
         let channel = message.get_channel_name();
         match wire::decode(node, channel, message.get_payload_bytes()) {
             Ok(Some((room, line))) => {
+                counts.add_received(1);
                 if events.send(Event::Remote { room, line }).is_err() {
                     return Ok(()); // the broadcaster has finished
                 }

@@ -5,9 +5,12 @@
 //! other nodes must hear, and the delivery of their lines here ([`deliver`]). The broadcaster
 //! never talks to Redis: it only `try_send`s into the outlet (a full channel drops the line
 //! and counts it), and the other nodes' lines reach it as `Event::Remote` on the event
-//! channel. `link` runs the threads that talk to Redis; `wire` is what they say.
-//! May use `chat` (a room's members), `event`, `wire` and `config`; never a client socket.
+//! channel. `link` runs the threads that talk to Redis; `wire` is what they say; `history`
+//! keeps the rooms' shared history in Redis lists.
+//! May use `chat` (a room's members and history), `event`, `wire`, `config` and `metrics`
+//! (the bridge's counters); never a client socket.
 
+mod history;
 mod link;
 mod wire;
 
@@ -22,9 +25,11 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{info, warn};
 use redis::{Client, Connection};
 
+use crate::chat::history::Loaded;
 use crate::chat::{Chat, Deliver};
 use crate::config::Config;
 use crate::event::{Event, RemoteLine, Slot};
+use crate::metrics::Shared;
 use crate::wire::ChatEvent;
 use link::{Dropped, Outgoing, StartError};
 
@@ -41,6 +46,10 @@ pub(crate) struct Bridge {
     /// threads keep trying.
     connections: Option<(Connection, Connection)>,
     node: Arc<str>,
+    /// The rooms' shared history, loaded before the server runs (empty when Redis was
+    /// unreachable): the rooms start with it.
+    history: Loaded,
+    history_lines: usize,
 }
 
 impl Bridge {
@@ -53,8 +62,11 @@ impl Bridge {
             return Ok(None);
         };
         let node: Arc<str> = node_id().into();
-        let (client, connections) = match link::open(url) {
-            Ok((client, publish, subscribe)) => (client, Some((publish, subscribe))),
+        let (client, connections, history) = match link::open(url) {
+            Ok((client, mut publish, subscribe)) => {
+                let history = load_history(&mut publish, config.history);
+                (client, Some((publish, subscribe)), history)
+            }
             Err(StartError::Config(msg)) => {
                 return Err(io::Error::new(ErrorKind::InvalidInput, msg))
             }
@@ -62,7 +74,7 @@ impl Bridge {
                 warn!("{msg}: starting anyway (redis-optional); chat stays on this node until it answers");
                 let client = Client::open(url.as_str())
                     .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
-                (client, None)
+                (client, None, Loaded::new())
             }
             Err(StartError::Unreachable(msg)) => {
                 return Err(io::Error::new(
@@ -79,26 +91,36 @@ impl Bridge {
             client,
             connections,
             node,
+            history,
+            history_lines: config.history,
         }))
     }
 
+    /// The shared history loaded at start-up, for the rooms (once: then it is empty).
+    pub(crate) fn take_history(&mut self) -> Loaded {
+        std::mem::take(&mut self.history)
+    }
+
     /// Starts the bridge's threads: the broadcaster gets the [`Outlet`], the subscriber
-    /// sends on `events` until `stopping` is set.
+    /// sends on `events` until `stopping` is set; both count in `metrics.cluster`.
     pub(crate) fn start(
         self,
         events: Sender<Event>,
         stopping: Arc<AtomicBool>,
+        metrics: Arc<Shared>,
     ) -> io::Result<(Outlet, Threads)> {
         let (tx, rx) = crossbeam_channel::bounded(OUTGOING_QUEUE_CAPACITY);
-        let dropped = Arc::new(Dropped::default());
+        metrics.cluster.joined();
+        let dropped = Arc::new(Dropped::new(metrics.clone()));
         let (publish_conn, subscribe_conn) = self
             .connections
             .map_or((None, None), |(p, s)| (Some(p), Some(s)));
         let (client, node, d) = (self.client.clone(), self.node.clone(), dropped.clone());
+        let history_lines = self.history_lines;
         let publish = thread::Builder::new()
             .name("cluster-publish".into())
             .stack_size(BRIDGE_STACK_BYTES)
-            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d))?;
+            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d, history_lines))?;
         let (client, node) = (self.client, self.node);
         let connected = subscribe_conn.is_some();
         let (ready, subscribed) = crossbeam_channel::bounded(1);
@@ -106,7 +128,15 @@ impl Bridge {
             .name("cluster-subscribe".into())
             .stack_size(BRIDGE_STACK_BYTES)
             .spawn(move || {
-                link::subscribe_loop(client, subscribe_conn, node, events, stopping, ready)
+                link::subscribe_loop(
+                    client,
+                    subscribe_conn,
+                    node,
+                    events,
+                    stopping,
+                    ready,
+                    metrics,
+                )
             })?;
         // Subscribed before the first client: from then on, no other node's line is missed.
         let wait = Duration::from_millis(link::SUBSCRIBED_WAIT_MS);
@@ -242,15 +272,19 @@ fn remote_line<'e>(event: &ChatEvent<'e>, time_ms: u64) -> Option<(&'e str, Remo
     })
 }
 
-/// Another node's line, for this node's members of `room` (none: nothing happens, and no
-/// room is opened for it). A message keeps the time it was said at; the rest get `now_ms`.
+/// Another node's line, for this node's members of `room`. A message keeps the time it was
+/// said at; the rest get `now_ms`. A message or an action is also remembered in the room (opened
+/// for it if need be), so newcomers here get it without asking Redis.
 pub(crate) fn deliver(
-    chat: &Chat,
+    chat: &mut Chat,
     out: &mut impl Deliver,
     room: &str,
     line: &RemoteLine,
     now_ms: u64,
 ) {
+    if let Some(entry) = history::entry(line) {
+        chat.remember(room, entry);
+    }
     let to = chat.room_members(room);
     if to.is_empty() {
         return;
@@ -330,6 +364,15 @@ pub(crate) fn farewell(
         let name = member.name.to_string();
         outlet.publish(&member.room, RemoteLine::Leave { name });
     }
+}
+
+/// Every room's shared history, or none (logged) when reading it fails: the chat starts
+/// anyway, and newcomers get what is said from now on.
+fn load_history(conn: &mut Connection, history_lines: usize) -> Loaded {
+    history::load(conn, history_lines).unwrap_or_else(|e| {
+        warn!("cluster: could not load the shared history ({e}): rooms start without it");
+        Loaded::new()
+    })
 }
 
 /// A node id unique enough for a cluster: random (std's hasher keys come from the OS), with

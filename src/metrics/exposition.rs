@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{DropReason, Kind, Snapshot, ROUND_BUCKETS_US};
+use super::{ClusterFigures, DropReason, Kind, Snapshot, ROUND_BUCKETS_US};
 
 /// The `Content-Type` of the text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -83,7 +83,59 @@ pub(crate) fn render(s: &Snapshot) -> String {
         o.backlog_bytes,
     );
     rounds(&mut out, s);
+    if let Some(c) = &s.cluster {
+        cluster(&mut out, c);
+    }
+    if let Some(h) = &s.history {
+        simple(
+            &mut out,
+            "history_waiting_lines",
+            "gauge",
+            "Remembered lines queued for the history file's writer, not yet taken (its lag, in lines).",
+            h.waiting_lines,
+        );
+        simple(
+            &mut out,
+            "history_left_out_lines_total",
+            "counter",
+            "Lines left out of the history file because its writer was behind (rooms still remember them).",
+            h.left_out_lines,
+        );
+    }
     out
+}
+
+/// The cluster bridge's figures (`--redis` only).
+fn cluster(out: &mut String, c: &ClusterFigures) {
+    let families = [
+        (
+            "cluster_link_up",
+            "gauge",
+            "1 while both connections to Redis work (lines go to and come from the other nodes), else 0.",
+            u64::from(c.link_up),
+        ),
+        (
+            "cluster_published_lines_total",
+            "counter",
+            "Room lines Redis took for the other nodes.",
+            c.published,
+        ),
+        (
+            "cluster_received_lines_total",
+            "counter",
+            "Other nodes' room lines received through Redis.",
+            c.received,
+        ),
+        (
+            "cluster_dropped_lines_total",
+            "counter",
+            "Room lines never sent to the other nodes (publish queue full, Redis gone or failing).",
+            c.dropped,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        simple(out, name, kind, help, value);
+    }
 }
 
 /// The `# HELP` and `# TYPE` lines of a family.
@@ -123,6 +175,7 @@ fn rounds(out: &mut String, s: &Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::HistoryFigures;
     use std::time::Duration;
 
     /// The value of the sample line that starts with `series ` (name and labels).
@@ -163,6 +216,32 @@ mod tests {
             sample(&text, "wschat_dropped_clients_total{reason=\"heartbeat\"}"),
             "2"
         );
+        assert!(
+            !text.contains("cluster"),
+            "no cluster figures without --redis"
+        );
+        s.cluster = Some(ClusterFigures {
+            link_up: true,
+            published: 11,
+            received: 12,
+            dropped: 13,
+        });
+        let text = render(&s);
+        assert_eq!(sample(&text, "wschat_cluster_link_up"), "1");
+        assert_eq!(sample(&text, "wschat_cluster_published_lines_total"), "11");
+        assert_eq!(sample(&text, "wschat_cluster_received_lines_total"), "12");
+        assert_eq!(sample(&text, "wschat_cluster_dropped_lines_total"), "13");
+        assert!(
+            !text.contains("history"),
+            "no history figures without a file"
+        );
+        s.history = Some(HistoryFigures {
+            waiting_lines: 21,
+            left_out_lines: 22,
+        });
+        let text = render(&s);
+        assert_eq!(sample(&text, "wschat_history_waiting_lines"), "21");
+        assert_eq!(sample(&text, "wschat_history_left_out_lines_total"), "22");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 pub(crate) mod exposition;
 pub(crate) mod health;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,121 @@ pub(crate) struct Snapshot {
     /// Clients dropped, by `DropReason as usize` (the backlog's entry comes from the outbox).
     pub drops: [u64; DropReason::COUNT],
     pub rounds: RoundHistogram,
+    /// With `--redis`: the bridge's figures, read from [`ClusterCounts`] when a reader takes
+    /// the snapshot (the broadcaster never sets them).
+    pub cluster: Option<ClusterFigures>,
+    /// With `--history-file`: the history writer's figures, read from [`HistoryCounts`] when
+    /// a reader takes the snapshot.
+    pub history: Option<HistoryFigures>,
+}
+
+/// The history writer's figures as of one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HistoryFigures {
+    /// Lines queued for the writer and not yet taken: its lag, in lines.
+    pub waiting_lines: u64,
+    /// Lines left out of the file because the queue was full.
+    pub left_out_lines: u64,
+}
+
+/// The history queue's counters: the broadcaster adds what it queues, the writer takes away
+/// what it takes (relaxed atomics, one per line: neither waits).
+#[derive(Debug, Default)]
+pub(crate) struct HistoryCounts {
+    on: AtomicBool,
+    waiting: AtomicU64,
+    left_out: AtomicU64,
+}
+
+impl HistoryCounts {
+    pub(crate) fn started(&self) {
+        self.on.store(true, Ordering::Relaxed);
+    }
+    /// A line is about to be queued (counted before, so the writer never takes it first).
+    pub(crate) fn queuing(&self) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The line `queuing` announced was not queued after all.
+    pub(crate) fn not_queued(&self, left_out: bool) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if left_out {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// The writer took a line.
+    pub(crate) fn taken(&self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub(crate) fn figures(&self) -> Option<HistoryFigures> {
+        self.on.load(Ordering::Relaxed).then(|| HistoryFigures {
+            waiting_lines: self.waiting.load(Ordering::Relaxed),
+            left_out_lines: self.left_out.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The cluster bridge's figures as of one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClusterFigures {
+    /// Both bridge connections work: this node's lines go out and the others' come in.
+    pub link_up: bool,
+    /// Lines Redis took for the other nodes.
+    pub published: u64,
+    /// Other nodes' lines handed to the broadcaster.
+    pub received: u64,
+    /// Lines never sent to the other nodes (the queue full, Redis gone or failing).
+    pub dropped: u64,
+}
+
+/// What the cluster bridge's threads count (`cluster-publish`, `cluster-subscribe`, and the
+/// outlet's drops): atomics they write and a scrape reads, so neither waits for the other.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterCounts {
+    /// Set once the bridge starts: only then does `/metrics` show these figures.
+    joined: AtomicBool,
+    publishing: AtomicBool,
+    subscribed: AtomicBool,
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl ClusterCounts {
+    pub(crate) fn joined(&self) {
+        self.joined.store(true, Ordering::Relaxed);
+    }
+    /// The publisher's connection works (or not).
+    pub(crate) fn set_publishing(&self, up: bool) {
+        self.publishing.store(up, Ordering::Relaxed);
+    }
+    /// The subscription works (or not).
+    pub(crate) fn set_subscribed(&self, up: bool) {
+        self.subscribed.store(up, Ordering::Relaxed);
+    }
+    pub(crate) fn add_published(&self, n: u64) {
+        self.published.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Counts `n` dropped lines; returns the total before them.
+    pub(crate) fn add_dropped(&self, n: u64) -> u64 {
+        self.dropped.fetch_add(n, Ordering::Relaxed)
+    }
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+    /// The figures, or `None` without `--redis`.
+    pub(crate) fn figures(&self) -> Option<ClusterFigures> {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.joined.load(Ordering::Relaxed).then(|| ClusterFigures {
+            link_up: self.publishing.load(Ordering::Relaxed)
+                && self.subscribed.load(Ordering::Relaxed),
+            published: load(&self.published),
+            received: load(&self.received),
+            dropped: load(&self.dropped),
+        })
+    }
 }
 
 /// Heartbeat value while the broadcaster waits for an event.
@@ -128,8 +243,9 @@ const IDLE: u64 = 0;
 /// Heartbeat value once the broadcaster has finished.
 const STOPPED: u64 = u64::MAX;
 
-/// Shared between the broadcaster (the only writer) and the reader threads that answer
-/// `/metrics` and `/healthz`.
+/// Shared between the broadcaster (the only writer of the heartbeat and the snapshot), the
+/// cluster bridge and the history writer (their own counters), and the reader threads that answer `/metrics` and
+/// `/healthz`.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The clock the heartbeat counts from.
@@ -138,6 +254,10 @@ pub(crate) struct Shared {
     /// broadcaster waits, `STOPPED` once it has finished.
     heartbeat: AtomicU64,
     snapshot: Mutex<Snapshot>,
+    /// The cluster bridge's own counters (its threads write them, not the broadcaster).
+    pub(crate) cluster: ClusterCounts,
+    /// The history queue's counters (the broadcaster's end and the writer).
+    pub(crate) history: HistoryCounts,
 }
 
 impl Default for Shared {
@@ -146,6 +266,8 @@ impl Default for Shared {
             epoch: Instant::now(),
             heartbeat: AtomicU64::new(IDLE),
             snapshot: Mutex::default(),
+            cluster: ClusterCounts::default(),
+            history: HistoryCounts::default(),
         }
     }
 }
@@ -183,12 +305,14 @@ impl Shared {
         }
     }
 
-    /// A copy of the last published figures.
+    /// A copy of the last published figures, with the cluster bridge's as of now.
     pub(crate) fn snapshot(&self) -> Snapshot {
-        self.snapshot
-            .lock()
+        let mut snapshot = (self.snapshot.lock())
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        snapshot.cluster = self.cluster.figures();
+        snapshot.history = self.history.figures();
+        snapshot
     }
 
     /// The broadcaster's state for `/healthz`, as of now.
