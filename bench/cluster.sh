@@ -18,7 +18,7 @@ bench/cluster.sh: one wschat node against two nodes on one redis-server (scenari
   --out DIR         results folder [bench/results/cluster-DATE]
 Environment: BENCH_PORT_BASE (first port used, default 19000); BASELINE_BIN, a wschat binary
 of an older commit (bench/peers/wschat-baseline/setup.sh builds one): then a third setup,
-"two-base", runs two nodes of it, alternating with the others. Needs redis-server and
+"two-base", runs two nodes of it, alternating with the others. Needs redis-server, redis-cli and
 cargo build --release --workspace.
 EOF
 }
