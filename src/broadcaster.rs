@@ -243,7 +243,11 @@ impl Broadcaster {
             return self.shutdown();
         }
         if let Event::Remote { room, line } = event {
-            return cluster::deliver(&self.chat, &mut self.outbox, &room, &line, self.now_ms);
+            return cluster::deliver(&mut self.chat, &mut self.outbox, &room, &line, self.now_ms);
+        }
+        if let Event::Presence { .. } | Event::NameClash { .. } = event {
+            let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+            return cluster::presence_event(&mut self.chat, out, event, self.now_ms);
         }
         if let Event::ClusterLink { up } = event {
             let slots = self.outbox.slots();
@@ -297,9 +301,12 @@ impl Broadcaster {
                 self.outbox.write_now(slot);
                 self.remove(slot, &reason);
             }
-            Event::Join(_) | Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => {
-                unreachable!("handled above")
-            }
+            Event::Join(_)
+            | Event::Shutdown
+            | Event::Remote { .. }
+            | Event::ClusterLink { .. }
+            | Event::Presence { .. }
+            | Event::NameClash { .. } => unreachable!("handled above"),
         }
     }
 
@@ -470,7 +477,11 @@ fn event_id(event: &Event) -> Option<ConnId> {
         | Event::Close { id, .. }
         | Event::Notice { id, .. }
         | Event::Leave { id, .. } => Some(*id),
-        Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => None,
+        Event::Shutdown
+        | Event::Remote { .. }
+        | Event::ClusterLink { .. }
+        | Event::Presence { .. }
+        | Event::NameClash { .. } => None,
     }
 }
 

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use redis::{Client, Connection, RedisError};
 
+use super::presence::Registry;
 use super::wire;
 use crate::event::{Event, RemoteLine};
 
@@ -144,7 +145,7 @@ impl Dropped {
 pub(crate) fn publish_loop(
     client: Client,
     mut conn: Option<Connection>,
-    node: Arc<str>,
+    mut registry: Registry,
     outgoing: Receiver<Outgoing>,
     dropped: Arc<Dropped>,
 ) {
@@ -155,15 +156,26 @@ pub(crate) fn publish_loop(
         if conn.is_none() && Instant::now() >= retry_at {
             conn = reconnect(&client, "publishing", &mut backoff, &mut retry_at);
         }
+        // Heartbeat, sweep, and on a new connection register this node's members again.
+        if let Some(Err(e)) = conn.as_mut().map(|c| registry.tick(c)) {
+            warn!("cluster: presence failed ({e}): reconnecting");
+            (conn, retry_at) = (None, Instant::now() + backoff.next());
+            registry.disconnected();
+        }
         // Disconnected, it wakes to reconnect on time: lines resume as soon as Redis is back.
         let first = match conn {
-            Some(_) => outgoing.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(_) => outgoing.recv_deadline(registry.next_beat()),
             None => outgoing.recv_deadline(retry_at),
         };
         match first {
             Ok(first) => batch.push(first),
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                if let Some(c) = conn.as_mut() {
+                    registry.leave_cluster(c);
+                }
+                return;
+            }
         }
         while batch.len() < MAX_PUBLISH_BATCH {
             match outgoing.try_recv() {
@@ -171,23 +183,29 @@ pub(crate) fn publish_loop(
                 Err(_) => break,
             }
         }
+        // Built even when it cannot be sent: the registry keeps track of who is here.
+        let (mut pipe, mut claims) = (redis::pipe(), Vec::new());
+        for Outgoing { room, line } in &batch {
+            registry.add(&mut pipe, room, line, &mut claims);
+        }
         let Some(c) = conn.as_mut() else {
             dropped.add(batch.len() as u64, "Redis is unreachable");
             batch.clear();
             continue;
         };
-        let mut pipe = redis::pipe();
-        for Outgoing { room, line } in &batch {
-            pipe.cmd("PUBLISH")
-                .arg(wire::room_channel(room))
-                .arg(wire::encode(&node, line))
-                .ignore();
-        }
-        if let Err(e) = pipe.query::<()>(c) {
-            warn!("cluster: publishing failed ({e}): reconnecting");
-            dropped.add(batch.len() as u64, "Redis failed or stalled");
-            conn = None;
-            retry_at = Instant::now() + backoff.next();
+        match pipe.query::<Vec<i64>>(c) {
+            Ok(answers) => {
+                if !registry.claimed(claims, &answers) {
+                    return; // the broadcaster has finished
+                }
+            }
+            Err(e) => {
+                warn!("cluster: publishing failed ({e}): reconnecting");
+                dropped.add(batch.len() as u64, "Redis failed or stalled");
+                conn = None;
+                retry_at = Instant::now() + backoff.next();
+                registry.disconnected();
+            }
         }
         batch.clear();
     }

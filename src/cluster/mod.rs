@@ -9,6 +9,7 @@
 //! May use `chat` (a room's members), `event`, `wire` and `config`; never a client socket.
 
 mod link;
+mod presence;
 mod wire;
 
 use std::hash::BuildHasher;
@@ -27,6 +28,8 @@ use crate::config::Config;
 use crate::event::{Event, RemoteLine, Slot};
 use crate::wire::ChatEvent;
 use link::{Dropped, Outgoing, StartError};
+pub(crate) use presence::presence_event;
+use presence::Registry;
 
 /// Lines waiting for the publisher at most. Full means Redis is slow or gone: the broadcaster
 /// drops the line (counted) instead of waiting, so local chat goes on.
@@ -41,6 +44,8 @@ pub(crate) struct Bridge {
     /// threads keep trying.
     connections: Option<(Connection, Connection)>,
     node: Arc<str>,
+    /// Heartbeats come every half of it; a node silent for two is taken for dead.
+    ping_interval: Duration,
 }
 
 impl Bridge {
@@ -79,6 +84,7 @@ impl Bridge {
             client,
             connections,
             node,
+            ping_interval: config.ping_interval,
         }))
     }
 
@@ -94,11 +100,12 @@ impl Bridge {
         let (publish_conn, subscribe_conn) = self
             .connections
             .map_or((None, None), |(p, s)| (Some(p), Some(s)));
-        let (client, node, d) = (self.client.clone(), self.node.clone(), dropped.clone());
+        let (client, d) = (self.client.clone(), dropped.clone());
+        let registry = Registry::new(self.node.clone(), self.ping_interval, events.clone());
         let publish = thread::Builder::new()
             .name("cluster-publish".into())
             .stack_size(BRIDGE_STACK_BYTES)
-            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d))?;
+            .spawn(move || link::publish_loop(client, publish_conn, registry, rx, d))?;
         let (client, node) = (self.client, self.node);
         let connected = subscribe_conn.is_some();
         let (ready, subscribed) = crossbeam_channel::bounded(1);
@@ -197,6 +204,13 @@ impl<D: Deliver> Deliver for Tap<'_, D> {
     fn send(&mut self, to: Slot, event: &ChatEvent<'_>, time_ms: u64) {
         self.out.send(to, event, time_ms);
     }
+    fn to_other_node(&mut self, room: &str, event: &ChatEvent<'_>, _time_ms: u64) {
+        if let (Some(outlet), ChatEvent::Private { from, to, text }) = (self.outlet, event) {
+            let s = |x: &str| x.to_string();
+            let (from, to, text) = (s(from), s(to), s(text));
+            outlet.publish(room, RemoteLine::Private { from, to, text });
+        }
+    }
 }
 
 /// The line other nodes must hear for a room event, with its room.
@@ -245,12 +259,15 @@ fn remote_line<'e>(event: &ChatEvent<'e>, time_ms: u64) -> Option<(&'e str, Remo
 /// Another node's line, for this node's members of `room` (none: nothing happens, and no
 /// room is opened for it). A message keeps the time it was said at; the rest get `now_ms`.
 pub(crate) fn deliver(
-    chat: &Chat,
+    chat: &mut Chat,
     out: &mut impl Deliver,
     room: &str,
     line: &RemoteLine,
     now_ms: u64,
 ) {
+    if !presence::note(chat, out, room, line, now_ms) {
+        return;
+    }
     let to = chat.room_members(room);
     if to.is_empty() {
         return;
@@ -285,6 +302,7 @@ pub(crate) fn deliver(
         RemoteLine::Enter { name } => (ChatEvent::Enter { name, room }, now_ms),
         RemoteLine::Leave { name } => (ChatEvent::Leave { name, room }, now_ms),
         RemoteLine::Rename { old, name } => (ChatEvent::Rename { old, name, room }, now_ms),
+        RemoteLine::Private { .. } | RemoteLine::Present { .. } => return,
     };
     out.broadcast(to, None, &event, time_ms);
 }
