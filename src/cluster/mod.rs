@@ -101,7 +101,13 @@ impl Bridge {
             .connections
             .map_or((None, None), |(p, s)| (Some(p), Some(s)));
         let (client, d) = (self.client.clone(), dropped.clone());
-        let registry = Registry::new(self.node.clone(), self.ping_interval, events.clone());
+        let (loaded_tx, loaded) = crossbeam_channel::bounded(1);
+        let registry = Registry::new(
+            self.node.clone(),
+            self.ping_interval,
+            events.clone(),
+            loaded_tx,
+        );
         let publish = thread::Builder::new()
             .name("cluster-publish".into())
             .stack_size(BRIDGE_STACK_BYTES)
@@ -119,6 +125,10 @@ impl Bridge {
         let wait = Duration::from_millis(link::SUBSCRIBED_WAIT_MS);
         if connected && subscribed.recv_timeout(wait).is_err() {
             warn!("cluster: not subscribed yet; lines from other nodes may be missed until then");
+        }
+        // And the other nodes' members known (the event is queued before the first Join).
+        if connected && loaded.recv_timeout(wait).is_err() {
+            warn!("cluster: the other nodes' members are not loaded yet");
         }
         let outlet = Outlet {
             tx,

@@ -134,6 +134,8 @@ pub(crate) struct Registry {
     /// Whether this connection has registered the members yet.
     registered: bool,
     events: Sender<Event>,
+    /// Told once the other nodes' members were first loaded (start-up waits for it).
+    loaded: Option<Sender<()>>,
 }
 
 /// A claim whose answer the pipeline returns: its room and name.
@@ -142,7 +144,12 @@ pub(crate) type Claim = (String, String);
 impl Registry {
     /// A heartbeat every half `ping_interval`, expiring after two: a node that stops is
     /// found by the next sweep after that, within 2.5 ping intervals.
-    pub(crate) fn new(node: Arc<str>, ping_interval: Duration, events: Sender<Event>) -> Self {
+    pub(crate) fn new(
+        node: Arc<str>,
+        ping_interval: Duration,
+        events: Sender<Event>,
+        loaded: Sender<()>,
+    ) -> Self {
         let interval_ms = (ping_interval.as_millis() as u64).max(2);
         Registry {
             node,
@@ -152,6 +159,7 @@ impl Registry {
             next_beat: Instant::now(),
             registered: false,
             events,
+            loaded: Some(loaded),
         }
     }
 
@@ -297,6 +305,9 @@ impl Registry {
         }
         let rooms = self.load_others(conn)?;
         let _ = self.events.send(Event::Presence { rooms });
+        if let Some(loaded) = self.loaded.take() {
+            let _ = loaded.send(());
+        }
         Ok(())
     }
 
