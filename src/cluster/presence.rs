@@ -411,3 +411,51 @@ fn release(pipe: &mut Pipeline, node: &str, room: &str, name: &str, channel: &st
         .arg(payload)
         .ignore();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::history::Loaded;
+    use crate::chat::rooms::Rooms;
+    use crate::event::Slot;
+
+    /// Who got something, one entry per delivery.
+    #[derive(Default)]
+    struct Got(Vec<Slot>);
+
+    impl Deliver for Got {
+        fn broadcast(&mut self, to: &[Slot], _: Option<Slot>, _: &ChatEvent<'_>, _: u64) {
+            self.0.extend(to);
+        }
+        fn send(&mut self, to: Slot, _: &ChatEvent<'_>, _: u64) {
+            self.0.push(to);
+        }
+    }
+
+    #[test]
+    fn present_is_silent_and_a_private_line_reaches_its_recipient_only() {
+        let mut chat = Chat::new(Rooms::new(10, 0, Loaded::new()), 0, 10);
+        let mut got = Got::default();
+        chat.enter(1, Some("ada"), Some("r"), 0, &mut got);
+        chat.enter(2, Some("amy"), Some("r"), 0, &mut got);
+        got.0.clear();
+        let s = |x: &str| x.to_string();
+        let present = RemoteLine::Present { name: s("Bob") };
+        assert!(
+            !note(&mut chat, &mut got, "r", &present, 0),
+            "nobody hears it"
+        );
+        assert!(chat.others_mut().contains("R", "bob"));
+        let leave = RemoteLine::Leave { name: s("bob") };
+        assert!(note(&mut chat, &mut got, "r", &leave, 0));
+        assert!(!chat.others_mut().contains("r", "bob"));
+        let private = |to: &str| RemoteLine::Private {
+            from: s("bob"),
+            to: s(to),
+            text: s("psst"),
+        };
+        assert!(!note(&mut chat, &mut got, "r", &private("AMY"), 0));
+        assert!(!note(&mut chat, &mut got, "r", &private("nobody"), 0));
+        assert_eq!(got.0, [2], "amy alone, once");
+    }
+}
