@@ -255,6 +255,10 @@ impl Broadcaster {
         if let Event::Remote { room, line } = event {
             return cluster::deliver(&mut self.chat, &mut self.outbox, &room, &line, self.now_ms);
         }
+        if let Event::Presence { .. } | Event::NameClash { .. } = event {
+            let out = &mut Tap::new(&mut self.outbox, self.cluster.as_ref());
+            return cluster::presence_event(&mut self.chat, out, event, self.now_ms);
+        }
         if let Event::ClusterLink { up } = event {
             let slots = self.outbox.slots();
             return cluster::link_notice(&self.chat, &mut self.outbox, &slots, up, self.now_ms);
@@ -309,9 +313,12 @@ impl Broadcaster {
                     self.remove(slot, "upgrade without a probe");
                 }
             }
-            Event::Join(_) | Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => {
-                unreachable!("handled above")
-            }
+            Event::Join(_)
+            | Event::Shutdown
+            | Event::Remote { .. }
+            | Event::ClusterLink { .. }
+            | Event::Presence { .. }
+            | Event::NameClash { .. } => unreachable!("handled above"),
         }
     }
 
@@ -503,7 +510,11 @@ fn event_id(event: &Event) -> Option<ConnId> {
         | Event::Probe { id, .. }
         | Event::Upgrade { id } => Some(*id),
         Event::Poll(poll) => Some(poll.id),
-        Event::Shutdown | Event::Remote { .. } | Event::ClusterLink { .. } => None,
+        Event::Shutdown
+        | Event::Remote { .. }
+        | Event::ClusterLink { .. }
+        | Event::Presence { .. }
+        | Event::NameClash { .. } => None,
     }
 }
 

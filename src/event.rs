@@ -80,6 +80,12 @@ pub(crate) enum Event {
     /// The bridge lost its subscription to Redis (`up: false`) or has it again: every chat
     /// client hears one notice each way.
     ClusterLink { up: bool },
+    /// Who is on the other nodes, as Redis holds it (room → names), read by the bridge on
+    /// each connect: it replaces what this node knew of them.
+    Presence { rooms: Vec<(String, Vec<String>)> },
+    /// Another node claimed `name` in `room` first: this node's member of that name gets
+    /// another.
+    NameClash { room: String, name: String },
 }
 
 /// What another node's room heard, as the bridge decoded it from Redis.
@@ -103,6 +109,16 @@ pub(crate) enum RemoteLine {
     },
     Rename {
         old: String,
+        name: String,
+    },
+    /// A `/msg` for `to`, a member of the room on the node that hears it.
+    Private {
+        from: String,
+        to: String,
+        text: String,
+    },
+    /// `name` is in the room (re-registered after Redis came back): no one is told.
+    Present {
         name: String,
     },
 }

@@ -9,6 +9,7 @@
 pub(crate) mod commands;
 pub(crate) mod history;
 pub(crate) mod names;
+pub(crate) mod others;
 pub(crate) mod rooms;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::wire::ChatEvent;
 use commands::Line;
 use history::{Entry, Kind};
 use names::MAX_NAME_CHARS;
+use others::Others;
 use rooms::{Rooms, DEFAULT_ROOM};
 
 /// Where the chat puts events: the outbox, which encodes each once per wire format.
@@ -29,6 +31,9 @@ pub(crate) trait Deliver {
     fn broadcast(&mut self, to: &[Slot], except: Option<Slot>, event: &ChatEvent<'_>, time_ms: u64);
     /// `event` for one client alone.
     fn send(&mut self, to: Slot, event: &ChatEvent<'_>, time_ms: u64);
+    /// `event` (a `/msg`) for a member of `room` on another cluster node: only the cluster's
+    /// tap carries it there.
+    fn to_other_node(&mut self, _room: &str, _event: &ChatEvent<'_>, _time_ms: u64) {}
 }
 
 /// A chat client's place in the chat. The one record of its name: its room indexes it.
@@ -56,6 +61,8 @@ pub(crate) struct Chat {
     next_user_number: u64,
     /// Off while shutting down: everyone is leaving, and nobody needs to hear it.
     announce_leaves: bool,
+    /// The members of other cluster nodes (`--redis`; empty without).
+    others: Others,
 }
 
 impl Chat {
@@ -68,6 +75,7 @@ impl Chat {
             max_rooms,
             next_user_number: 1,
             announce_leaves: true,
+            others: Others::default(),
         }
     }
 
@@ -163,8 +171,8 @@ impl Chat {
         room: &str,
         requested: Option<&str>,
     ) -> (String, Option<(&'static str, String)>) {
-        let rooms = &self.rooms;
-        let taken = |n: &str| rooms.is_taken(room, n, None);
+        let (rooms, others) = (&self.rooms, &self.others);
+        let taken = |n: &str| rooms.is_taken(room, n, None) || others.contains(room, n);
         if let Some(wanted) = requested.and_then(names::clean_name) {
             let name = names::unique_name(wanted, taken);
             let notice = (name != wanted).then(|| {
@@ -194,7 +202,8 @@ impl Chat {
         let Some(r) = self.rooms.get(room) else {
             return;
         };
-        let users = self.names_of(&r.members);
+        let mut users = self.names_of(&r.members);
+        users.extend(self.others.names(room));
         let welcome = ChatEvent::Welcome {
             name,
             room,
@@ -229,7 +238,8 @@ impl Chat {
             Line::Me(text) => return self.say(Kind::Action, &room, &name, text, now_ms, out),
             Line::Nick(new) => self.rename(slot, &room, &name, new, now_ms, out),
             Line::Who => {
-                let users = self.names_of(self.room_members(&room));
+                let mut users = self.names_of(self.room_members(&room));
+                users.extend(self.others.names(&room));
                 let text = format!("In {room}: {}", users.join(", "));
                 notice(out, slot, "who", &text, Some(&users), now_ms);
             }
@@ -298,11 +308,23 @@ impl Chat {
                 now_ms,
             );
         }
-        if self.rooms.is_taken(room, new, Some(slot)) {
+        if self.rooms.is_taken(room, new, Some(slot)) || self.others.contains(room, new) {
             let text = format!("The name {new} is taken.");
             return notice(out, slot, "name-taken", &text, None, now_ms);
         }
-        let new: Arc<str> = new.into();
+        self.apply_rename(slot, room, old, new.into(), now_ms, out);
+    }
+
+    /// Renames `slot` from `old` to `new` (free) and tells its room.
+    fn apply_rename(
+        &mut self,
+        slot: Slot,
+        room: &Arc<str>,
+        old: &Arc<str>,
+        new: Arc<str>,
+        now_ms: u64,
+        out: &mut impl Deliver,
+    ) {
         self.rooms.rename(room, slot, old, &new);
         if let Some(member) = self.members[slot].as_mut() {
             member.name = new.clone();
@@ -326,7 +348,8 @@ impl Chat {
         now_ms: u64,
         out: &mut impl Deliver,
     ) {
-        let names = self.names_of(self.room_members(room));
+        let mut names = self.names_of(self.room_members(room));
+        names.extend(self.others.names(room));
         let Some((to, text)) = commands::split_recipient(arg, names.iter().copied()) else {
             let who = arg.trim_end();
             let names_someone = names.iter().any(|n| n.to_lowercase() == who.to_lowercase());
@@ -337,10 +360,12 @@ impl Chat {
             let text = format!("No one called {who} is in {room}: /who lists who is here.");
             return notice(out, slot, "no-such-user", &text, None, now_ms);
         };
-        let Some(to_slot) = self.rooms.find(room, to) else {
-            return;
-        };
         let event = ChatEvent::Private { from, to, text };
+        let Some(to_slot) = self.rooms.find(room, to) else {
+            // On another node: it gets it there, the sender sees its copy here.
+            out.to_other_node(room, &event, now_ms);
+            return out.send(slot, &event, now_ms);
+        };
         if to_slot == slot {
             out.send(slot, &event, now_ms);
         } else {
@@ -404,6 +429,35 @@ impl Chat {
         if let Some(key) = self.rooms.open(room) {
             self.rooms.record(&key, entry);
         }
+    }
+
+    /// The members of other cluster nodes, for the cluster bridge to keep current.
+    pub fn others_mut(&mut self) -> &mut Others {
+        &mut self.others
+    }
+
+    /// The member of `room` (its own spelling) called `name`, ignoring case.
+    pub fn find(&self, room: &str, name: &str) -> Option<Slot> {
+        self.rooms.find(room, name)
+    }
+
+    /// Another node claimed `name` in `room` first (in Redis): this node's member of that
+    /// name gets the next free one, with a notice, and its room hears the rename.
+    pub fn clash(&mut self, room: &str, name: &str, now_ms: u64, out: &mut impl Deliver) {
+        let Some(slot) = self.rooms.find(room, name) else {
+            return; // gone already
+        };
+        let Some(Member { name: old, room }) = self.member(slot).cloned() else {
+            return;
+        };
+        self.others.add(&room, &old);
+        let (rooms, others) = (&self.rooms, &self.others);
+        let new = names::unique_name(&old, |n| {
+            rooms.is_taken(&room, n, None) || others.contains(&room, n)
+        });
+        let text = format!("The name {old} is taken on another node: you are {new}.");
+        notice(out, slot, "name-taken", &text, None, now_ms);
+        self.apply_rename(slot, &room, &old, new.into(), now_ms, out);
     }
 
     /// The names of `slots`, in order.

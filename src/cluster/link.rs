@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use redis::{Client, Connection, RedisError};
 
+use super::presence::Registry;
 use super::{history, wire};
 use crate::event::{Event, RemoteLine};
 use crate::metrics::{ClusterCounts, Shared};
@@ -155,7 +156,7 @@ impl Dropped {
 pub(crate) fn publish_loop(
     client: Client,
     mut conn: Option<Connection>,
-    node: Arc<str>,
+    mut registry: Registry,
     outgoing: Receiver<Outgoing>,
     dropped: Arc<Dropped>,
     history_lines: usize,
@@ -171,15 +172,26 @@ pub(crate) fn publish_loop(
             conn = reconnect(&client, "publishing", &mut backoff, &mut retry_at);
             counts.set_publishing(conn.is_some());
         }
+        // Heartbeat, sweep, and on a new connection register this node's members again.
+        if let Some(Err(e)) = conn.as_mut().map(|c| registry.tick(c)) {
+            warn!("cluster: presence failed ({e}): reconnecting");
+            (conn, retry_at) = (None, Instant::now() + backoff.next());
+            registry.disconnected();
+        }
         // Disconnected, it wakes to reconnect on time: lines resume as soon as Redis is back.
         let first = match conn {
-            Some(_) => outgoing.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(_) => outgoing.recv_deadline(registry.next_beat()),
             None => outgoing.recv_deadline(retry_at),
         };
         match first {
             Ok(first) => batch.push(first),
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                if let Some(c) = conn.as_mut() {
+                    registry.leave_cluster(c);
+                }
+                return;
+            }
         }
         while batch.len() < MAX_PUBLISH_BATCH {
             match outgoing.try_recv() {
@@ -187,27 +199,40 @@ pub(crate) fn publish_loop(
                 Err(_) => break,
             }
         }
+        // Built even when it cannot be sent: the registry keeps track of who is here.
+        let (mut pipe, mut claims) = (redis::pipe(), Vec::new());
+        // A command Redis refuses (another program's key of the wrong type where a room's list
+        // goes) costs only that command, not the connection and the batch.
+        pipe.ignore_errors();
+        for Outgoing { room, line } in &batch {
+            registry.add(&mut pipe, room, line, &mut claims);
+            if history_lines > 0 && history::entry(line).is_some() {
+                let payload = wire::encode(registry.node(), line);
+                history::append(&mut pipe, room, line, &payload, history_lines);
+            }
+        }
         let Some(c) = conn.as_mut() else {
             dropped.add(batch.len() as u64, "Redis is unreachable");
             batch.clear();
             continue;
         };
-        let mut pipe = redis::pipe();
-        // A command Redis refuses (another program's key of the wrong type where a room's list
-        // goes) costs only that command, not the connection and the batch.
-        pipe.ignore_errors();
-        for Outgoing { room, line } in &batch {
-            let payload = wire::encode(&node, line);
-            pipe.cmd("PUBLISH")
-                .arg(wire::room_channel(room))
-                .arg(&payload);
-            history::append(&mut pipe, room, line, &payload, history_lines);
-        }
         match pipe.query::<Vec<redis::RedisResult<redis::Value>>>(c) {
             Ok(replies) => {
                 counts.add_published(batch.len() as u64);
-                if let Some(Err(e)) = replies.into_iter().find(Result::is_err) {
-                    refused.add(&e);
+                // The replies left are the claims' (every other command's is ignored). One
+                // Redis refused counts as claimed: a wrong rename would be worse.
+                let mut answers = Vec::with_capacity(replies.len());
+                for reply in replies {
+                    match reply.and_then(|v| Ok(redis::from_redis_value::<i64>(v)?)) {
+                        Ok(answer) => answers.push(answer),
+                        Err(e) => {
+                            refused.add(&e);
+                            answers.push(1);
+                        }
+                    }
+                }
+                if !registry.claimed(claims, &answers) {
+                    return; // the broadcaster has finished
                 }
             }
             Err(e) => {
@@ -216,6 +241,7 @@ pub(crate) fn publish_loop(
                 counts.set_publishing(false);
                 conn = None;
                 retry_at = Instant::now() + backoff.next();
+                registry.disconnected();
             }
         }
         batch.clear();

@@ -12,6 +12,7 @@
 
 mod history;
 mod link;
+mod presence;
 mod wire;
 
 use std::hash::BuildHasher;
@@ -32,6 +33,8 @@ use crate::event::{Event, RemoteLine, Slot};
 use crate::metrics::Shared;
 use crate::wire::ChatEvent;
 use link::{Dropped, Outgoing, StartError};
+pub(crate) use presence::presence_event;
+use presence::Registry;
 
 /// Lines waiting for the publisher at most. Full means Redis is slow or gone: the broadcaster
 /// drops the line (counted) instead of waiting, so local chat goes on.
@@ -50,6 +53,8 @@ pub(crate) struct Bridge {
     /// unreachable): the rooms start with it.
     history: Loaded,
     history_lines: usize,
+    /// Heartbeats come every half of it; a node silent for two is taken for dead.
+    ping_interval: Duration,
 }
 
 impl Bridge {
@@ -93,6 +98,7 @@ impl Bridge {
             node,
             history,
             history_lines: config.history,
+            ping_interval: config.ping_interval,
         }))
     }
 
@@ -115,12 +121,21 @@ impl Bridge {
         let (publish_conn, subscribe_conn) = self
             .connections
             .map_or((None, None), |(p, s)| (Some(p), Some(s)));
-        let (client, node, d) = (self.client.clone(), self.node.clone(), dropped.clone());
+        let (client, d) = (self.client.clone(), dropped.clone());
         let history_lines = self.history_lines;
+        let (loaded_tx, loaded) = crossbeam_channel::bounded(1);
+        let registry = Registry::new(
+            self.node.clone(),
+            self.ping_interval,
+            events.clone(),
+            loaded_tx,
+        );
         let publish = thread::Builder::new()
             .name("cluster-publish".into())
             .stack_size(BRIDGE_STACK_BYTES)
-            .spawn(move || link::publish_loop(client, publish_conn, node, rx, d, history_lines))?;
+            .spawn(move || {
+                link::publish_loop(client, publish_conn, registry, rx, d, history_lines)
+            })?;
         let (client, node) = (self.client, self.node);
         let connected = subscribe_conn.is_some();
         let (ready, subscribed) = crossbeam_channel::bounded(1);
@@ -142,6 +157,10 @@ impl Bridge {
         let wait = Duration::from_millis(link::SUBSCRIBED_WAIT_MS);
         if connected && subscribed.recv_timeout(wait).is_err() {
             warn!("cluster: not subscribed yet; lines from other nodes may be missed until then");
+        }
+        // And the other nodes' members known (the event is queued before the first Join).
+        if connected && loaded.recv_timeout(wait).is_err() {
+            warn!("cluster: the other nodes' members are not loaded yet");
         }
         let outlet = Outlet {
             tx,
@@ -227,6 +246,13 @@ impl<D: Deliver> Deliver for Tap<'_, D> {
     fn send(&mut self, to: Slot, event: &ChatEvent<'_>, time_ms: u64) {
         self.out.send(to, event, time_ms);
     }
+    fn to_other_node(&mut self, room: &str, event: &ChatEvent<'_>, _time_ms: u64) {
+        if let (Some(outlet), ChatEvent::Private { from, to, text }) = (self.outlet, event) {
+            let s = |x: &str| x.to_string();
+            let (from, to, text) = (s(from), s(to), s(text));
+            outlet.publish(room, RemoteLine::Private { from, to, text });
+        }
+    }
 }
 
 /// The line other nodes must hear for a room event, with its room.
@@ -282,6 +308,9 @@ pub(crate) fn deliver(
     line: &RemoteLine,
     now_ms: u64,
 ) {
+    if !presence::note(chat, out, room, line, now_ms) {
+        return;
+    }
     if let Some(entry) = history::entry(line) {
         chat.remember(room, entry);
     }
@@ -319,6 +348,7 @@ pub(crate) fn deliver(
         RemoteLine::Enter { name } => (ChatEvent::Enter { name, room }, now_ms),
         RemoteLine::Leave { name } => (ChatEvent::Leave { name, room }, now_ms),
         RemoteLine::Rename { old, name } => (ChatEvent::Rename { old, name, room }, now_ms),
+        RemoteLine::Private { .. } | RemoteLine::Present { .. } => return,
     };
     out.broadcast(to, None, &event, time_ms);
 }

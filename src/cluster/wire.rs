@@ -34,6 +34,8 @@ enum Line<S> {
     Enter { name: S },
     Leave { name: S },
     Rename { old: S, name: S },
+    Private { from: S, to: S, text: S },
+    Present { name: S },
 }
 
 /// The payload to publish for `line`, said on node `node`.
@@ -65,6 +67,14 @@ pub(crate) fn encode(node: &str, line: &RemoteLine) -> Vec<u8> {
         },
         RemoteLine::Rename { old, name } => Line::Rename {
             old: old.as_str(),
+            name: name.as_str(),
+        },
+        RemoteLine::Private { from, to, text } => Line::Private {
+            from: from.as_str(),
+            to: to.as_str(),
+            text: text.as_str(),
+        },
+        RemoteLine::Present { name } => Line::Present {
             name: name.as_str(),
         },
     };
@@ -100,6 +110,8 @@ pub(crate) fn decode(
         Line::Enter { name } => RemoteLine::Enter { name },
         Line::Leave { name } => RemoteLine::Leave { name },
         Line::Rename { old, name } => RemoteLine::Rename { old, name },
+        Line::Private { from, to, text } => RemoteLine::Private { from, to, text },
+        Line::Present { name } => RemoteLine::Present { name },
     };
     Ok(Some((room.to_string(), line)))
 }
@@ -127,6 +139,12 @@ mod tests {
                 old: s("bob"),
                 name: s("rob"),
             },
+            RemoteLine::Private {
+                from: s("ada"),
+                to: s("rob"),
+                text: s("psst"),
+            },
+            RemoteLine::Present { name: s("rob") },
         ]
     }
 
