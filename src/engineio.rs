@@ -151,6 +151,7 @@ pub(crate) const BAD_REQUEST_BODY: &str = r#"{"code":3,"message":"Bad request"}"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mutate::Mutator;
 
     #[test]
     fn v4_payloads() {
@@ -235,35 +236,12 @@ mod tests {
             &["6"],
             &[r#"42["message","a:b\u001e"]"#, "1", "5"],
         ];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let alphabet: Vec<char> = "0123456789:\x1e[]\"😀é ab".chars().collect();
+        let mut mutator = Mutator::new(0x2545_F491_4F6C_DD1D, "0123456789:\x1e[]\"😀é ab");
         let mut cases = 0;
         for eio in [Eio::V3, Eio::V4] {
             for list in packets {
                 let valid = String::from_utf8(encode_payload(eio, list)).unwrap();
-                let chars: Vec<char> = valid.chars().collect();
-                let mut inputs: Vec<String> = (0..=chars.len())
-                    .map(|n| chars[..n].iter().collect())
-                    .collect();
-                for _ in 0..500 {
-                    let mut c = chars.clone();
-                    for _ in 0..1 + next() % 4 {
-                        let at = (next() as usize) % (c.len() + 1);
-                        let ch = alphabet[(next() as usize) % alphabet.len()];
-                        match next() % 3 {
-                            0 if at < c.len() => c[at] = ch,
-                            1 if at < c.len() => drop(c.remove(at)),
-                            _ => c.insert(at, ch),
-                        }
-                    }
-                    inputs.push(c.into_iter().collect());
-                }
+                let inputs = mutator.inputs(&valid, 500);
                 for input in &inputs {
                     if let Ok(decoded) = decode_payload(eio, input) {
                         // (v3 lengths may have leading zeros, so compare the packets.)

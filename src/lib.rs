@@ -60,6 +60,8 @@ mod history_file;
 mod history_writer;
 mod http;
 mod metrics;
+#[cfg(test)]
+mod mutate;
 mod platform;
 mod socketio;
 mod wire;

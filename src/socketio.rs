@@ -513,6 +513,7 @@ fn custom_event(mut args: Vec<Value>, ack: Option<u64>) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mutate::Mutator;
     use serde_json::json;
 
     fn sio(eio: Eio) -> Session {
@@ -699,33 +700,10 @@ mod tests {
             "6",
             "1",
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let alphabet: Vec<char> = r#"0123456789[]{}",/-?é "#.chars().collect();
+        let mut mutator = Mutator::new(0x9E37_79B9_7F4A_7C15, r#"0123456789[]{}",/-?é "#);
         let mut cases = 0;
         for packet in valid {
-            let chars: Vec<char> = packet.chars().collect();
-            let mut inputs: Vec<String> = (0..=chars.len())
-                .map(|n| chars[..n].iter().collect())
-                .collect();
-            for _ in 0..300 {
-                let mut c = chars.clone();
-                for _ in 0..1 + next() % 4 {
-                    let at = (next() as usize) % (c.len() + 1);
-                    let ch = alphabet[(next() as usize) % alphabet.len()];
-                    match next() % 3 {
-                        0 if at < c.len() => c[at] = ch,
-                        1 if at < c.len() => drop(c.remove(at)),
-                        _ => c.insert(at, ch),
-                    }
-                }
-                inputs.push(c.into_iter().collect());
-            }
+            let inputs = mutator.inputs(packet, 300);
             for input in &inputs {
                 for eio in [Eio::V3, Eio::V4] {
                     let mut fresh = Session::new(eio, "s".into(), None, None);

@@ -3,73 +3,17 @@
 //! binary's start-up checks.
 
 mod common;
+mod redis_server;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use redis_server::{free_port, Redis};
 use serde_json::Value;
 use wschat::{Config, RunningServer};
-
-/// A `redis-server` of our own on a free loopback port, with no persistence; killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(extra: &[&str]) -> Redis {
-        Redis::start_with(free_port(), extra)
-    }
-
-    fn start_on(port: u16) -> Redis {
-        Redis::start_with(port, &[])
-    }
-
-    fn start_with(port: u16, extra: &[&str]) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; .ci/run installs it)");
-        let redis = Redis { child, port };
-        eventually("redis-server to accept connections", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A plain connection, to publish what another program might.
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn node(redis: &Redis) -> RunningServer {
     start(Config {

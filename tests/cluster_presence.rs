@@ -5,61 +5,25 @@
 //! SIGKILL, the binary as a child process.
 
 mod common;
+mod redis_server;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use redis_server::{free_port, Redis};
 use serde_json::Value;
 use wschat::{Config, RunningServer};
 
-/// A `redis-server` of our own on a free loopback port, with no persistence; killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
 impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; .ci/run installs it)");
-        let redis = Redis { child, port };
-        eventually("redis-server to accept connections", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
     /// Who holds which name in `room` (lower-cased room and names → `node\nName`).
     fn names(&self, room: &str) -> HashMap<String, String> {
         redis::cmd("HGETALL")
             .arg(format!("wschat:names:{room}"))
             .query(&mut self.conn())
             .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -71,14 +35,6 @@ impl Drop for Binary {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn node_with(redis: &Redis, ping_interval: Duration) -> RunningServer {
