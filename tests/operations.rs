@@ -9,8 +9,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -120,22 +119,6 @@ fn five_lines_raise_the_messages_by_five() {
     // Each line went to both members of the room.
     wait_for(addr, "wschat_deliveries_total", deliveries + 10);
     assert!(metric(addr, "wschat_sent_bytes_total").unwrap() > 0);
-}
-
-/// Shrinks a socket's receive buffer so that a client that never reads backs up quickly.
-fn shrink_receive_buffer(stream: &TcpStream) {
-    let size: libc::c_int = 4096;
-    // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
 }
 
 #[test]

@@ -8,30 +8,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use wschat::Config;
-
-/// Shrinks a socket's receive buffer so the kernel holds little for a client that never
-/// reads: its backlog then builds up in the server quickly.
-fn shrink_receive_buffer(stream: &TcpStream) {
-    let size: libc::c_int = 4096;
-    // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-}
 
 struct Outcome {
     /// When each reader saw the stuck client's leave, after the flood started.

@@ -267,3 +267,22 @@ pub fn http_head(addr: SocketAddr, request: &str) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// Shrinks a socket's receive buffer so the kernel holds little for a client that never
+/// reads: its backlog then builds up in the server quickly.
+#[cfg(unix)]
+pub fn shrink_receive_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: a valid socket fd and a pointer to a c_int of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
