@@ -165,7 +165,6 @@ fn serve(
         Route::Echo | Route::Scream => config.echo_max_message_bytes,
         _ => config.max_message_bytes,
     };
-    let ws_config = ws_config(max_message_bytes);
     // A client silent for this long (no frame, no Pong to our Pings) is gone.
     let _ = stream.set_read_timeout(Some(config.idle_timeout()));
 
@@ -176,28 +175,11 @@ fn serve(
         reason: String::new(),
         dropped: None,
     };
-    let (endpoint, enter) = endpoint(id, &mut route, config);
-    let join = Join {
-        id,
-        stream: Some(stream.clone()),
-        peer,
-        endpoint,
-    };
-    if events.send(Event::Join(join)).is_err() {
+    if !announce(id, &stream, peer, &mut route, config, events) {
         return; // the server is stopping
     }
     guard.joined = true;
-    if let Some(enter) = enter {
-        if events.send(enter).is_err() {
-            return;
-        }
-    }
-
-    let side = ReadSide {
-        stream: stream.clone(),
-        replies: Vec::new(),
-    };
-    let mut ws = WebSocket::from_raw_socket(side, Role::Server, Some(ws_config));
+    let mut ws = websocket(&stream, max_message_bytes);
     platform::release_unused_stack();
     let end = read_loop(
         id,
@@ -209,6 +191,39 @@ fn serve(
     );
     guard.dropped = drop_reason(&end);
     guard.reason = finish(id, end, &stream, events);
+}
+
+/// Tells the broadcaster of the new client (and, for EIO=3, of its entering); `false` when the
+/// server is stopping. Not inlined, like `websocket`: `serve`'s frame stays resident for the
+/// connection's life, so what is used only once lives in frames that return.
+#[inline(never)]
+fn announce(
+    id: ConnId,
+    stream: &Arc<TcpStream>,
+    peer: SocketAddr,
+    route: &mut Route,
+    config: &Config,
+    events: &Sender<Event>,
+) -> bool {
+    let (endpoint, enter) = endpoint(id, route, config);
+    let join = Join {
+        id,
+        stream: Some(stream.clone()),
+        peer,
+        endpoint,
+    };
+    events.send(Event::Join(join)).is_ok() && enter.is_none_or(|e| events.send(e).is_ok())
+}
+
+/// The read side of a connection's WebSocket, on the heap (see `announce`).
+#[inline(never)]
+fn websocket(stream: &Arc<TcpStream>, max_message_bytes: usize) -> Box<WebSocket<ReadSide>> {
+    let side = ReadSide {
+        stream: stream.clone(),
+        replies: Vec::new(),
+    };
+    let config = ws_config(max_message_bytes);
+    Box::new(WebSocket::from_raw_socket(side, Role::Server, Some(config)))
 }
 
 /// Why the server ended a connection, when it was the client's fault (for the metrics).

@@ -209,6 +209,7 @@ impl Reply<'_> {
 }
 
 /// Serves polling requests on one connection until it closes or asks for something else.
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn serve(
     id: ConnId,

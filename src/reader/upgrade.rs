@@ -7,12 +7,11 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
-use super::handshake::{ws_config, Route};
+use super::handshake::Route;
 use super::polling::{lock, SessionRef};
-use super::{drop_reason, finish, read_loop, LeaveGuard, ReadSide};
+use super::{drop_reason, finish, read_loop, websocket, LeaveGuard};
 use crate::config::Config;
 use crate::event::Event;
 use crate::platform;
@@ -20,6 +19,7 @@ use crate::platform;
 /// A WebSocket opened with a polling session's sid: `2probe` is answered (by the
 /// broadcaster) with `3probe`, then `5` moves the session here, and this thread reads it as
 /// any socket.io WebSocket's reader does. Anything else first ends this connection alone.
+#[inline(never)]
 pub(super) fn serve(
     stream: Arc<TcpStream>,
     entry: SessionRef,
@@ -27,15 +27,7 @@ pub(super) fn serve(
     events: &Sender<Event>,
 ) {
     let _ = stream.set_read_timeout(Some(config.idle_timeout()));
-    let side = ReadSide {
-        stream: stream.clone(),
-        replies: Vec::new(),
-    };
-    let mut ws = WebSocket::from_raw_socket(
-        side,
-        Role::Server,
-        Some(ws_config(config.max_message_bytes)),
-    );
+    let mut ws = websocket(&stream, config.max_message_bytes);
     let id = lock(&entry.0).id();
     loop {
         match ws.read() {
